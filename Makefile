@@ -1,0 +1,77 @@
+# The two commands of README.md, and the pieces they are made of.
+#   make stack              bring the stack up locally (inventories/local)
+#   make test               everything CI checks (.ci/run runs exactly this)
+#   make molecule S=base    one Molecule scenario, full test sequence
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+CACHE := .cache
+COLLECTION_LINK := $(CACHE)/collections/ansible_collections/ai_infra/langgraph_stack
+SUITES := bookworm trixie
+SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(CACHE)/collections
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PIP_CACHE_DIR ?= $(CURDIR)/$(CACHE)/pip
+
+.PHONY: help stack test lint sanity unit molecule molecule-all images host-tools collection build clean
+
+help:
+	@echo "make stack | make test | make molecule S=<scenario> ($(SCENARIOS))"
+
+# --- setup -------------------------------------------------------------------------
+host-tools:
+	@scripts/ensure-host-tools.sh
+
+# Rebuilt when requirements.txt changes; pip's download cache lives under .cache/pip.
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements.txt
+	touch $@
+
+# The repository is the collection: link it where Ansible looks for ai_infra.langgraph_stack.
+$(COLLECTION_LINK):
+	mkdir -p $(dir $@) $(foreach s,$(SUITES),$(CACHE)/apt-archives/$(s)/partial)
+	ln -sfn $(CURDIR) $@
+
+collection: $(VENV)/.installed $(COLLECTION_LINK)
+
+images: host-tools
+	@for suite in $(SUITES); do molecule/resources/images/build.sh $$suite; done
+
+# --- the two commands ------------------------------------------------------------------
+stack: host-tools collection
+	@molecule/resources/images/build.sh bookworm >/dev/null
+	ansible-playbook playbooks/local_hosts.yml
+	ansible-playbook site.yml -i inventories/local
+	@ansible-playbook playbooks/local_summary.yml -i inventories/local
+
+test: lint sanity unit molecule-all
+
+# --- the parts of `make test` -------------------------------------------------------------
+lint: collection
+	ansible-lint --profile production
+
+sanity: host-tools collection
+	scripts/ansible-test.sh sanity --python 3.11
+
+unit: collection
+	scripts/ansible-test.sh units --python 3.11
+
+molecule: host-tools collection images
+	@test -n "$(S)" || { echo "usage: make molecule S=<scenario>; one of: $(SCENARIOS)"; exit 2; }
+	molecule test -s $(S)
+
+molecule-all: host-tools collection images
+	@for s in $(SCENARIOS); do molecule test -s $$s || exit 1; done
+
+build: collection
+	ansible-galaxy collection build --force --output-path $(CACHE)/dist
+
+clean:
+	-for s in $(SCENARIOS); do molecule destroy -s $$s; done
+	rm -rf $(CACHE)/collections $(CACHE)/dist

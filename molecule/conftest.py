@@ -1,0 +1,63 @@
+"""Shared testinfra fixtures for every Molecule scenario.
+
+Each scenario has a `<scenario>-prober` container on the same Docker network as the hosts
+under test (see .config/molecule/config.yml). Connection checks run from there, so they
+see what another machine on the network sees, firewall included.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pytest
+import testinfra
+
+PROBE = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()
+except ConnectionRefusedError:
+    print("refused")
+except OSError:
+    print("timeout")
+else:
+    print("open")
+"""
+
+
+def scenario_name() -> str:
+    return os.environ["MOLECULE_SCENARIO_NAME"]
+
+
+@pytest.fixture(scope="session")
+def prober():
+    return testinfra.get_host(f"docker://{scenario_name()}-prober")
+
+
+@pytest.fixture()
+def target_name(host) -> str:
+    return host.backend.get_hostname()
+
+
+def connect_from(prober, address: str, port: int, timeout: float = 2.0) -> str:
+    """'open', 'refused' (port closed) or 'timeout' (dropped), as seen from the prober."""
+    result = prober.run("python3 -c %s %s %s %s", PROBE, address, str(port), str(timeout))
+    assert result.rc == 0, result.stderr
+    return result.stdout.strip()
+
+
+def restart_container(name: str, timeout: int = 120) -> None:
+    """Reboot a host container (docker restart) and wait until systemd finished booting."""
+    subprocess.run(["docker", "restart", name], check=True, capture_output=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = subprocess.run(
+            ["docker", "exec", name, "systemctl", "is-system-running"],
+            capture_output=True, text=True, check=False,
+        ).stdout.strip()
+        if state in ("running", "degraded"):
+            return
+        time.sleep(1)
+    raise AssertionError(f"{name} did not finish booting within {timeout}s (state: {state})")
