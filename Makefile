@@ -55,6 +55,7 @@ test: lint sanity unit molecule-all
 # --- the parts of `make test` -------------------------------------------------------------
 lint: collection
 	ansible-lint --profile production
+	@for inv in inventories/*/; do ansible-playbook site.yml -i $$inv --syntax-check >/dev/null && echo "site.yml syntax ok with $$inv"; done
 
 sanity: host-tools collection
 	scripts/ansible-test.sh sanity --python 3.11

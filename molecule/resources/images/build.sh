@@ -10,7 +10,6 @@
 set -euo pipefail
 
 suite="${1:?usage: build.sh SUITE}"
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 # Packages a rented Spheron host already has (systemd, sshd, python3 for Ansible).
 # The roles install everything else themselves, so their install tasks are tested.
