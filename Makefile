@@ -50,7 +50,7 @@ stack: host-tools collection
 	ansible-playbook site.yml -i inventories/local
 	@ansible-playbook playbooks/local_summary.yml -i inventories/local
 
-test: lint sanity unit molecule-all
+test: lint sanity unit build molecule-all
 
 # --- the parts of `make test` -------------------------------------------------------------
 lint: collection
