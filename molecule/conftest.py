@@ -61,3 +61,30 @@ def restart_container(name: str, timeout: int = 120) -> None:
             return
         time.sleep(1)
     raise AssertionError(f"{name} did not finish booting within {timeout}s (state: {state})")
+
+
+EXCHANGE = """
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+s.sendall(sys.argv[3].encode().decode("unicode_escape").encode())
+time.sleep(0.5)
+s.settimeout(2)
+data = b""
+try:
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+except socket.timeout:
+    pass
+sys.stdout.write(data.decode(errors="replace"))
+"""
+
+
+def exchange_from(prober, address: str, port: int, payload: str) -> str:
+    """Send payload (backslash escapes allowed, e.g. \\r\\n) over TCP from the prober;
+    return what the server answered within a short wait."""
+    result = prober.run("python3 -c %s %s %s %s", EXCHANGE, address, str(port), payload)
+    assert result.rc == 0, result.stderr
+    return result.stdout
