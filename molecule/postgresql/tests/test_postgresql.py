@@ -1,0 +1,144 @@
+"""Verifies the postgresql role on the running server, with real LangGraph checkpoints."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pytest
+from conftest import connect_from
+
+testinfra_hosts = ["ansible://molecule_hosts"]
+
+LANGGRAPH = ("langgraph", "molecule-langgraph-secret")
+PHOENIX = ("phoenix", "molecule-phoenix-secret")
+TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes")
+WRITER = pathlib.Path(__file__).parent.parent / "files" / "write_checkpoints.py"
+TEST_VENV = "/opt/molecule-langgraph"
+
+
+def psql(host, sql, user=LANGGRAPH, db="langgraph"):
+    return host.run(
+        "PGPASSWORD=%s psql -h 127.0.0.1 -U %s -d %s -XAtc %s", user[1], user[0], db, sql
+    )
+
+
+def count(host, sql):
+    return int(psql(host, sql).stdout.strip())
+
+
+def test_service_running_and_enabled(host):
+    assert host.service("postgresql").is_enabled
+    assert host.run("pg_isready -h 127.0.0.1").rc == 0
+
+
+def test_listens_on_loopback_and_private_address_only(host, prober):
+    address = host.interface("eth0").addresses[0]
+    listening = {s for s in host.socket.get_listening_sockets() if s.endswith(":5432")}
+    required = {"tcp://127.0.0.1:5432", f"tcp://{address}:5432"}
+    assert required <= listening <= required | {"tcp://::1:5432"}
+    assert connect_from(prober, address, 5432) == "open"  # firewall rule for the network
+
+
+def test_password_login_required(host):
+    assert psql(host, "select 1").stdout.strip() == "1"
+    wrong = psql(host, "select 1", user=("langgraph", "wrong-password"))
+    assert wrong.rc != 0 and "password authentication failed" in wrong.stderr
+    nopass = host.run("psql -h 127.0.0.1 -U langgraph -d langgraph -w -XAtc 'select 1'")
+    assert nopass.rc != 0
+
+
+def test_scram_only_and_no_trust(host):
+    hba = host.file("/etc/postgresql/%s/main/pg_hba.conf" % host.check_output("ls /etc/postgresql")).content_string
+    rules = [line.split() for line in hba.splitlines() if line.strip() and not line.startswith("#")]
+    assert all(rule[-1] in ("scram-sha-256", "peer") for rule in rules), rules
+    assert not any("trust" in rule for rule in rules)
+    assert psql(host, "show password_encryption").stdout.strip() == "scram-sha-256"
+    shadow = host.run("runuser -u postgres -- psql -XAtc \"select rolpassword from pg_authid where rolname='langgraph'\"")
+    assert shadow.stdout.startswith("SCRAM-SHA-256$")
+
+
+def test_each_role_reaches_only_its_database(host):
+    assert psql(host, "select 1", user=PHOENIX, db="phoenix").stdout.strip() == "1"
+    assert psql(host, "select 1", user=LANGGRAPH, db="phoenix").rc != 0
+    assert psql(host, "select 1", user=PHOENIX, db="langgraph").rc != 0
+    attrs = psql(host, "select rolsuper, rolcreatedb, rolcreaterole from pg_roles where rolname='langgraph'")
+    assert attrs.stdout.strip() == "f|f|f"
+
+
+def test_checkpoint_schema_made_by_the_official_setup(host):
+    owned = psql(host, "select tablename from pg_tables where tableowner='langgraph' order by 1").stdout.split()
+    for table in TABLES + ("checkpoint_migrations", "store", "store_migrations"):
+        assert table in owned
+    assert count(host, "select count(*) from checkpoint_migrations") > 0
+
+
+def test_timer_enabled_with_next_elapse(host):
+    timer = host.service("ai-infra-checkpoint-prune.timer")
+    assert timer.is_enabled and timer.is_running
+    nxt = host.check_output("systemctl show ai-infra-checkpoint-prune.timer -p NextElapseUSecRealtime --value")
+    assert nxt.strip() not in ("", "n/a", "0")
+
+
+@pytest.fixture(scope="module")
+def threads(host):
+    """Real checkpoints written by LangGraph: recent threads, and threads aged 40 days."""
+    if not host.file(f"{TEST_VENV}/bin/python").exists:
+        host.check_output(f"python3 -m venv {TEST_VENV}")
+        host.check_output(
+            f"{TEST_VENV}/bin/pip install -q langgraph==1.2.22 langgraph-checkpoint-postgres==3.2.0 'psycopg[binary]==3.3.9'"
+        )
+    host.check_output("mkdir -p /opt/molecule-files")
+    with open(WRITER, encoding="utf-8") as handle:
+        source = handle.read()
+    host.check_output("cat > /opt/molecule-files/write_checkpoints.py <<'PYEOF'\n%s\nPYEOF" % source)
+    dsn = "postgresql://langgraph:molecule-langgraph-secret@127.0.0.1:5432/langgraph"
+    out = host.check_output(
+        f"{TEST_VENV}/bin/python /opt/molecule-files/write_checkpoints.py --dsn {dsn} --recent 4 --old 3 --age-days 40"
+    )
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def rows_per_table(host, thread_ids):
+    ids = ",".join(f"'{t}'" for t in thread_ids)
+    return {table: count(host, f"select count(*) from {table} where thread_id in ({ids})") for table in TABLES}
+
+
+def test_module_check_mode_reports_and_deletes_nothing(host, threads):
+    before = rows_per_table(host, threads["old"])
+    assert all(before.values()), before  # the aged threads have rows in all three tables
+    result = host.ansible(
+        "ai_infra.langgraph_stack.checkpoint_prune",
+        "login_host=127.0.0.1 login_user=langgraph login_password=molecule-langgraph-secret "
+        "login_db=langgraph retention_days=30",
+        check=True,
+    )
+    assert result["threads_pruned"] >= 3
+    assert result["changed"] is True
+    assert rows_per_table(host, threads["old"]) == before
+
+
+def test_prune_service_removes_old_threads_everywhere_and_keeps_recent(host, threads):
+    recent_before = rows_per_table(host, threads["recent"])
+    assert all(recent_before.values())
+    host.check_output("systemctl start ai-infra-checkpoint-prune.service")
+    assert host.run("systemctl is-failed ai-infra-checkpoint-prune.service").stdout.strip() != "failed"
+    assert rows_per_table(host, threads["old"]) == {t: 0 for t in TABLES}
+    assert rows_per_table(host, threads["recent"]) == recent_before
+    for table in ("checkpoint_blobs", "checkpoint_writes"):
+        orphans = count(
+            host, f"select count(*) from {table} x where not exists "
+                  f"(select 1 from checkpoints c where c.thread_id = x.thread_id)")
+        assert orphans == 0, table
+    journal = host.check_output("journalctl -u ai-infra-checkpoint-prune.service --no-pager -o cat")
+    assert "removed" in journal and "thread(s)" in journal
+
+
+def test_module_after_prune_changes_nothing(host, threads):
+    result = host.ansible(
+        "ai_infra.langgraph_stack.checkpoint_prune",
+        "login_host=127.0.0.1 login_user=langgraph login_password=molecule-langgraph-secret "
+        "login_db=langgraph retention_days=30",
+        check=False,
+    )
+    assert result["changed"] is False and result["threads_pruned"] == 0
