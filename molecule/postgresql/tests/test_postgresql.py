@@ -142,3 +142,24 @@ def test_module_after_prune_changes_nothing(host, threads):
         check=False,
     )
     assert result["changed"] is False and result["threads_pruned"] == 0
+
+
+def test_backup_dumps_every_database_and_rotates(host):
+    backups = host.file("/var/backups/postgresql")
+    assert backups.is_directory and backups.user == "postgres" and backups.mode == 0o700
+    assert host.service("ai-infra-pg-backup.timer").is_enabled
+    # A dump older than the retention must go; a recent foreign file must stay.
+    host.check_output("runuser -u postgres -- touch -d '10 days ago' /var/backups/postgresql/langgraph-old.dump")
+    host.check_output("runuser -u postgres -- touch /var/backups/postgresql/notes.txt")
+    host.check_output("systemctl start ai-infra-pg-backup.service")
+    names = host.check_output("ls /var/backups/postgresql").split()
+    assert "langgraph-old.dump" not in names and "notes.txt" in names
+    for db in ("langgraph", "phoenix"):
+        dumps = [n for n in names if n.startswith(db + "-") and n.endswith(".dump")]
+        assert dumps, names
+        listing = host.check_output("pg_restore --list /var/backups/postgresql/%s" % dumps[-1])
+        assert "TOC" in listing
+    assert not [n for n in names if n.endswith(".partial")]
+    langgraph_dump = sorted(n for n in names if n.startswith("langgraph-"))[-1]
+    toc = host.check_output("pg_restore --list /var/backups/postgresql/%s" % langgraph_dump)
+    assert "TABLE public checkpoints" in toc
