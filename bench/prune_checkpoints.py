@@ -168,7 +168,7 @@ def main():
           % (", ".join("%s %d rows" % (t, counts[t]) for t in TABLES), args.threads), flush=True)
 
     def ours():
-        _, rows = checkpoint_prune.prune(conn, 30, args.batch_size)
+        rows = checkpoint_prune.prune(conn, 30, args.batch_size)[1]
         results_all["ours"] = sum(rows.values())
         return rows["checkpoints"]
 
