@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import pathlib
+import subprocess
 
 from conftest import connect_from, restart_container
 
@@ -90,13 +93,23 @@ def test_stop_removes_only_our_table(host):
         host.run("nft delete table ip other_tool")
 
 
-def test_invalid_rules_are_refused_and_old_rules_stay(host):
-    # What the role's validate step runs: a broken file must fail the check and leave the
-    # loaded rule set as it was.
-    before = host.check_output("nft list table inet ai_infra_base")
-    host.check_output("sed 's/policy drop/policy dorp/' /etc/nftables.conf > /tmp/broken.nft")
-    assert host.run("nft -c -f /tmp/broken.nft").rc != 0
-    assert host.check_output("nft list table inet ai_infra_base") == before
+def test_role_refuses_a_broken_rule_and_keeps_the_old_one(host):
+    # The role itself, converged again with a rule nft rejects: the run must fail at the
+    # validate step and leave both the file and the loaded rules as they were.
+    name = host.backend.get_hostname()
+    conf_before = host.file("/etc/nftables.conf").content_string
+    loaded_before = host.check_output("nft list table inet ai_infra_base")
+    run = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--limit", name,
+         str(pathlib.Path(__file__).with_name("bad_rules.yml"))],
+        capture_output=True, text=True, check=False,
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"},
+    )
+    assert run.returncode != 0
+    # The callback may wrap lines and print the error on either stream.
+    assert "failed to validate" in " ".join((run.stdout + run.stderr).split())
+    assert host.file("/etc/nftables.conf").content_string == conf_before
+    assert host.check_output("nft list table inet ai_infra_base") == loaded_before
 
 
 def test_rules_survive_reboot(host, prober):
