@@ -88,3 +88,31 @@ def exchange_from(prober, address: str, port: int, payload: str) -> str:
     result = prober.run("python3 -c %s %s %s %s", EXCHANGE, address, str(port), payload)
     assert result.rc == 0, result.stderr
     return result.stdout
+
+
+def apt_update_with(host, sources: str):
+    """apt-get update from one sources file only, into a throwaway lists directory.
+
+    Returns the command result: rc 0 and no W: lines when the repository's signature
+    checks out against the keyring its Signed-By names."""
+    return host.run(
+        "d=$(mktemp -d) && mkdir $d/partial && chown _apt $d $d/partial && "
+        "apt-get update -o Dir::Etc::sourcelist=%s -o Dir::Etc::sourceparts=- "
+        "-o Dir::State::lists=$d -o APT::Get::List-Cleanup=0; rc=$?; rm -rf $d; exit $rc",
+        sources,
+    )
+
+
+def signature_refused_with_other_key(host, sources: str) -> bool:
+    """True when apt refuses the repository once Signed-By names Debian's keyring instead."""
+    copy = "/tmp/other-key.sources"
+    host.run(
+        "sed 's#^Signed-By: .*#Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg#' %s > %s",
+        sources,
+        copy,
+    )
+    result = apt_update_with(host, copy)
+    output = result.stdout + result.stderr
+    # apt 2.6 (bookworm) says NO_PUBKEY; apt 3 (trixie, sqv) says "Missing key"; both then
+    # refuse the repository as not signed.
+    return result.rc != 0 and "is not signed" in output and ("NO_PUBKEY" in output or "Missing key" in output)

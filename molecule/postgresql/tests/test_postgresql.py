@@ -6,7 +6,7 @@ import json
 import pathlib
 
 import pytest
-from conftest import connect_from
+from conftest import apt_update_with, connect_from, signature_refused_with_other_key
 
 testinfra_hosts = ["ansible://molecule_hosts"]
 
@@ -44,16 +44,6 @@ PGDG_SOURCES = "/etc/apt/sources.list.d/ai-infra-pgdg.sources"
 PGDG_KEYRING = "/etc/apt/keyrings/ai-infra-pgdg.asc"
 
 
-def apt_update_with(host, sources):
-    """apt-get update with one sources file only, into a throwaway lists directory."""
-    return host.run(
-        "d=$(mktemp -d) && mkdir $d/partial && chown _apt $d $d/partial && "
-        "apt-get update -o Dir::Etc::sourcelist=%s -o Dir::Etc::sourceparts=- "
-        "-o Dir::State::lists=$d -o APT::Get::List-Cleanup=0; rc=$?; rm -rf $d; exit $rc",
-        sources,
-    )
-
-
 def test_pgdg_repository_only_where_asked(host):
     pgdg = host.ansible.get_variables().get("postgresql_repository") == "pgdg"
     assert host.file(PGDG_SOURCES).exists == pgdg
@@ -67,14 +57,7 @@ def test_pgdg_repository_only_where_asked(host):
     # The repository's signature is checked against that keyring, and only against it.
     good = apt_update_with(host, PGDG_SOURCES)
     assert good.rc == 0 and "W:" not in good.stdout + good.stderr, good.stderr
-    wrong_key = host.run(
-        "sed 's#^Signed-By: .*#Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg#' %s"
-        " > /tmp/wrong-key.sources",
-        PGDG_SOURCES,
-    )
-    assert wrong_key.rc == 0
-    refused = apt_update_with(host, "/tmp/wrong-key.sources")
-    assert refused.rc != 0 and "NO_PUBKEY" in refused.stdout + refused.stderr
+    assert signature_refused_with_other_key(host, PGDG_SOURCES)
     # The pinned major is offered from the PGDG suite and installed.
     policy = host.run("apt-cache policy postgresql-15").stdout
     assert "file:/srv/pgdg-mirror bookworm-pgdg/main" in policy, policy
