@@ -127,28 +127,28 @@ def test_unreachable_says_what_it_last_saw():
 
 
 def test_health_never_200():
-    with server(health_failures=10**6) as (url, _):
+    with server(health_failures=10**6) as (url, _served):
         msg = fails(url, timeout=1)["msg"]
     assert msg.endswith("(waiting for health); last seen: /health answered HTTP 503.")
 
 
 def test_wrong_model_lists_what_is_served():
-    with server(models=["qwen3", "llama"]) as (url, _):
+    with server(models=["qwen3", "llama"]) as (url, _served):
         result = fails(url, model="smollm2")
     assert result["msg"] == "%s is not ready: the server does not serve 'smollm2'; it lists qwen3, llama." % url
 
 
 def test_refused_key_is_not_printed():
-    with server() as (url, _):
+    with server() as (url, _served):
         result = fails(url, api_key="wrong-secret-value")
     assert result["msg"] == "%s is not ready: /v1/models answered HTTP 401: the API key was refused." % url
     assert "wrong-secret-value" not in json.dumps(result)
-    with server() as (url, _):
+    with server() as (url, _served):
         assert "(none was given)" in fails(url, api_key=None)["msg"]
 
 
 def test_kv_cache_too_small_gives_both_numbers():
-    with server() as (url, _):
+    with server() as (url, _served):
         result = fails(url, min_concurrency=30)
     assert result["msg"].endswith(
         "the KV cache holds 22.75 requests of max_model_len at once (46592 tokens), fewer than min_concurrency 30."
@@ -157,19 +157,19 @@ def test_kv_cache_too_small_gives_both_numbers():
 
 
 def test_metrics_without_cache_info():
-    with server(metrics="# nothing here\n") as (url, _):
+    with server(metrics="# nothing here\n") as (url, _served):
         msg = fails(url, min_concurrency=1)["msg"]
     assert "has no vllm:cache_config_info" in msg
 
 
 def test_completion_that_is_not_json_times_out_with_it_as_last_seen():
-    with server(completion="<html>gateway</html>") as (url, _):
+    with server(completion="<html>gateway</html>") as (url, _served):
         msg = fails(url, timeout=1)["msg"]
     assert "(waiting for completion); last seen: /v1/chat/completions answered HTTP 200 with something that is not JSON" in msg
 
 
 def test_slow_completion_against_max_latency():
-    with server() as (url, _):
+    with server() as (url, _served):
         msg = fails(url, max_latency_s=0.0)["msg"]
     assert "slower than max_latency_s 0.00" in msg
 
