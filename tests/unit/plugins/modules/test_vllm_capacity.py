@@ -11,7 +11,7 @@ from ansible_collections.ai_infra.langgraph_stack.plugins.module_utils import vl
 from ansible_collections.ai_infra.langgraph_stack.plugins.modules import vllm_capacity
 from ansible_collections.ai_infra.langgraph_stack.tests.unit.plugins.modules.utils import AnsibleFailJson, run_module
 
-CONFIGS = pathlib.Path(__file__).parent / "fixtures" / "model_configs"
+CONFIGS = pathlib.Path(__file__).parents[4] / "roles" / "vllm" / "files" / "model_configs"
 H100 = 81559  # MiB, as nvidia-smi reports an H100 80GB
 L40S = 46068
 

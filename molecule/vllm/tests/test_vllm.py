@@ -1,0 +1,101 @@
+"""Verifies the vllm role: the CPU build serving SmolLM2-135M-Instruct for real."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+
+from conftest import connect_from
+
+testinfra_hosts = ["ansible://molecule_hosts"]
+
+KEY = "molecule-vllm-key-0123456789"
+BASE = "http://127.0.0.1:8000"
+
+HTTP = """
+import json, sys, urllib.request, urllib.error
+url, key, body = sys.argv[1], sys.argv[2], sys.argv[3]
+req = urllib.request.Request(url, data=body.encode() if body else None,
+                             headers={"Content-Type": "application/json", **({"Authorization": "Bearer " + key} if key else {})})
+try:
+    with urllib.request.urlopen(req, timeout=120) as r:
+        print(r.status); print(r.read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code); print(e.read().decode())
+"""
+
+
+def http(host, path, key=KEY, body=""):
+    out = host.check_output("python3 -c %s %s %s %s", HTTP, BASE + path, key, body).split("\n", 1)
+    return int(out[0]), out[1] if len(out) > 1 else ""
+
+
+def test_completion_through_the_api_key(host):
+    body = json.dumps({"model": "smollm2", "messages": [{"role": "user", "content": "What is the capital of France? Answer in one word."}],
+                       "max_tokens": 8, "temperature": 0})
+    status, text = http(host, "/v1/chat/completions", body=body)
+    assert status == 200, text
+    answer = json.loads(text)["choices"][0]["message"]["content"]
+    assert "paris" in answer.lower()
+
+
+def test_v1_refused_without_or_with_a_wrong_key(host):
+    assert http(host, "/v1/models", key="")[0] == 401
+    assert http(host, "/v1/models", key="wrong-key")[0] == 401
+
+
+def test_bound_to_loopback_only(host, prober):
+    listening = {s for s in host.socket.get_listening_sockets() if s.endswith(":8000")}
+    assert listening == {"tcp://127.0.0.1:8000"}
+    address = host.interface("eth0").addresses[0]
+    assert connect_from(prober, address, 8000) in ("refused", "timeout")
+
+
+def test_served_by_the_unit_as_the_vllm_user(host):
+    service = host.service("vllm")
+    assert service.is_running and service.is_enabled
+    user = host.check_output("ps -o user= -p $(systemctl show -p MainPID --value vllm)")
+    assert user == "vllm"
+
+
+def test_key_only_in_the_root_only_env_file(host):
+    env = host.file("/etc/vllm/vllm.env")
+    assert env.user == "root" and env.mode == 0o600
+    assert f"VLLM_API_KEY={KEY}" in env.content_string
+    assert KEY not in host.file("/etc/systemd/system/vllm.service").content_string
+    assert KEY not in host.check_output("ps -eo args")
+
+
+def test_flags_derived_from_the_fan_out(host):
+    unit = host.file("/etc/systemd/system/vllm.service").content_string
+    # fan-out 6 plus 20% = 7.2, rounded up
+    assert '"--max-num-seqs" "8"' in unit
+    assert '"--enable-prefix-caching"' in unit
+
+
+def test_readiness_gate_reports_the_kv_cache(host):
+    result = host.ansible(
+        "ai_infra.langgraph_stack.model_ready",
+        f"url={BASE} model=smollm2 api_key={KEY} min_concurrency=6 timeout=60",
+        check=False,
+    )
+    # vLLM's own figures for 1 GiB of KV at 2,048 tokens (the planner predicts the same).
+    assert result["kv_cache_max_concurrency"] == 22.75
+    assert result["kv_cache_size_tokens"] == 46592
+
+
+def test_capacity_refusal_fails_the_play_before_any_change(host):
+    pid = host.check_output("systemctl show -p MainPID --value vllm")
+    scenario = pathlib.Path(__file__).resolve().parent.parent
+    run = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(scenario / "refuse.yml"), "-e", "vllm_fanout=30"],
+        capture_output=True, text=True, check=False, timeout=600,
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "This vLLM configuration does not fit" in output
+    assert "fewer than the 30 required" in output
+    assert "changed=0" in output
+    assert host.check_output("systemctl show -p MainPID --value vllm") == pid
