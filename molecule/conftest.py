@@ -41,6 +41,16 @@ def target_name(host) -> str:
     return host.backend.get_hostname()
 
 
+def listening_on(host, port: int) -> set:
+    """The host's listening TCP sockets on a port, as testinfra names them (tcp://ADDR:PORT)."""
+    return {s for s in host.socket.get_listening_sockets() if s.endswith(f":{port}")}
+
+
+def network_address(host) -> str:
+    """The host's address on the scenario's Docker network (what the prober connects to)."""
+    return host.interface("eth0").addresses[0]
+
+
 def connect_from(prober, address: str, port: int, timeout: float = 2.0) -> str:
     """'open', 'refused' (port closed) or 'timeout' (dropped), as seen from the prober."""
     result = prober.run("python3 -c %s %s %s %s", PROBE, address, str(port), str(timeout))

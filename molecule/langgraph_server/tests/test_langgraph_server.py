@@ -9,7 +9,7 @@ import pathlib
 import subprocess
 import time
 
-from conftest import connect_from
+from conftest import connect_from, listening_on, network_address
 
 testinfra_hosts = ["ansible://molecule_hosts"]
 
@@ -169,10 +169,9 @@ def test_re_registration_is_idempotent(host):
 
 
 def test_bound_to_loopback_only(host, prober):
-    listening = {s for s in host.socket.get_listening_sockets() if s.endswith(":8123")}
+    listening = listening_on(host, 8123)
     assert listening == {"tcp://127.0.0.1:8123"}
-    address = host.interface("eth0").addresses[0]
-    assert connect_from(prober, address, 8123) in ("refused", "timeout")
+    assert connect_from(prober, network_address(host), 8123) in ("refused", "timeout")
 
 
 def test_studio_cors_preflight(host):

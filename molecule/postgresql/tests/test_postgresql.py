@@ -6,7 +6,7 @@ import json
 import pathlib
 
 import pytest
-from conftest import apt_update_with, connect_from, signature_refused_with_other_key
+from conftest import apt_update_with, connect_from, listening_on, signature_refused_with_other_key
 
 testinfra_hosts = ["ansible://molecule_hosts"]
 
@@ -34,7 +34,7 @@ def test_service_running_and_enabled(host):
 
 def test_listens_on_loopback_and_private_address_only(host, prober):
     address = host.interface("eth0").addresses[0]
-    listening = {s for s in host.socket.get_listening_sockets() if s.endswith(":5432")}
+    listening = listening_on(host, 5432)
     required = {"tcp://127.0.0.1:5432", f"tcp://{address}:5432"}
     assert required <= listening <= required | {"tcp://::1:5432"}
     assert connect_from(prober, address, 5432) == "open"  # firewall rule for the network

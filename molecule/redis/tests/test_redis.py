@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import exchange_from
+from conftest import exchange_from, listening_on
 
 testinfra_hosts = ["ansible://molecule_hosts"]
 
@@ -64,7 +64,7 @@ def private_address(host):
 
 
 def test_bound_to_loopback_and_the_private_address_only(host):
-    listening = {s for s in host.socket.get_listening_sockets() if s.endswith(":6379")}
+    listening = listening_on(host, 6379)
     required = {"tcp://127.0.0.1:6379", f"tcp://{private_address(host)}:6379"}
     # ::1 is optional ("-::1"): these containers have no IPv6 loopback.
     assert required <= listening <= required | {"tcp://::1:6379"}

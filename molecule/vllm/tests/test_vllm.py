@@ -7,7 +7,7 @@ import os
 import pathlib
 import subprocess
 
-from conftest import connect_from
+from conftest import connect_from, listening_on, network_address
 
 testinfra_hosts = ["ansible://molecule_hosts"]
 
@@ -47,10 +47,9 @@ def test_v1_refused_without_or_with_a_wrong_key(host):
 
 
 def test_bound_to_loopback_only(host, prober):
-    listening = {s for s in host.socket.get_listening_sockets() if s.endswith(":8000")}
+    listening = listening_on(host, 8000)
     assert listening == {"tcp://127.0.0.1:8000"}
-    address = host.interface("eth0").addresses[0]
-    assert connect_from(prober, address, 8000) in ("refused", "timeout")
+    assert connect_from(prober, network_address(host), 8000) in ("refused", "timeout")
 
 
 def runtime(host):
