@@ -9,6 +9,7 @@ import pathlib
 import subprocess
 import time
 
+import pytest
 from conftest import connect_from, listening_on, network_address
 
 testinfra_hosts = ["ansible://molecule_hosts"]
@@ -68,6 +69,22 @@ def wait_until_serving(host, old_pid: str | None = None, timeout: int = 120) -> 
     raise AssertionError(f"{UNIT} did not come back within {timeout} s")
 
 
+def env_file(host) -> dict[str, str]:
+    lines = host.file("/etc/langgraph/langgraph.env").content_string.splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+
+
+def needs_vllm(host) -> None:
+    if not host.backend.get_hostname().endswith("debian12"):
+        pytest.skip("vLLM runs on the Debian 12 host only (its CPU wheels need Python 3.11)")
+
+
+def vllm_requests_finished(host) -> int:
+    """vLLM's own count of finished requests, summed over finish reasons."""
+    metrics = host.check_output("curl -sf http://127.0.0.1:8000/metrics")
+    return int(sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith("vllm:request_success_total")))
+
+
 def sigkill(host) -> None:
     pid = main_pid(host)
     host.run_expect([0], f"systemctl kill -s SIGKILL {UNIT}")
@@ -79,6 +96,46 @@ def test_server_answers_ok_info_and_lists_the_graphs(host):
     assert "version" in json.loads(host.check_output(f"curl -sf {URL}/info"))
     graphs = sdk(host, 'out(sorted(a["graph_id"] for a in await client.assistants.search()))')
     assert graphs == ["agent", "smoke"]
+
+
+def test_agent_graph_answers_with_the_real_model(host):
+    """The default app end to end: supervisor -> AGENT_FANOUT workers -> collect -> trim,
+    every model call served by vLLM, the answer kept in the Postgres store, the tool's
+    result cached in Redis with a TTL."""
+    needs_vllm(host)
+    env = env_file(host)
+    # The server's settings are vLLM's own, as the vllm role recorded them.
+    recorded = json.loads(host.file("/etc/ansible/facts.d/vllm.fact").content_string)
+    assert env["VLLM_MODEL"] == recorded["served_model"] == "smollm2"
+    assert env["AGENT_MAX_CONCURRENCY"] == str(recorded["max_num_seqs"])
+    assert f'"--max-num-seqs" "{recorded["max_num_seqs"]}"' in host.file("/etc/systemd/system/vllm.service").content_string
+    before = vllm_requests_finished(host)
+    result = sdk(host, """
+thread = await client.threads.create()
+values = await client.runs.wait(thread["thread_id"], "agent",
+    input={"messages": [{"role": "user", "content": "What is the capital of France?"}]})
+notes = await client.store.search_items(["notes"])
+out({"values": values, "notes": [item["value"] for item in notes["items"]]})
+""")
+    messages = result["values"]["messages"]
+    assert [m["type"] for m in messages] == ["human", "ai"], messages
+    assert messages[-1]["content"].strip()
+    assert result["values"]["results"] == []
+    # One request per worker, one for collect: the fan-out really reached vLLM.
+    assert vllm_requests_finished(host) - before == int(env["AGENT_FANOUT"]) + 1
+    assert {"question": "What is the capital of France?", "answer": messages[-1]["content"]} in result["notes"]
+
+    # The store is PostgreSQL's `store` table, not the server's in-memory one.
+    stored = host.check_output(
+        "runuser -u postgres -- psql -d langgraph -tAc \"SELECT value->>'answer' FROM store WHERE prefix = 'notes'\"")
+    assert messages[-1]["content"].strip() in stored
+
+    cached = json.loads(host.check_output(
+        f"set -a; . /etc/langgraph/langgraph.env; {PYTHON} -c %s",
+        "import json, os, redis; r = redis.from_url(os.environ['LANGGRAPH_APP_REDIS_URI']); "
+        "print(json.dumps([r.ttl(k) for k in r.scan_iter('tool:recall_notes:*')]))",
+    ))
+    assert cached and all(0 < ttl <= 900 for ttl in cached), cached
 
 
 def test_a_run_streams_per_node_updates(host):
@@ -216,6 +273,7 @@ def test_state_on_the_first_state_host(host):
 def test_broken_release_fails_and_the_live_one_keeps_serving(host):
     current = host.file(f"{HOME}/current").linked_to
     pid = main_pid(host)
+    env = host.file("/etc/langgraph/langgraph.env").sha256sum
     scenario = pathlib.Path(__file__).resolve().parent.parent
     run = subprocess.run(
         ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(scenario / "broken_release.yml")],
@@ -227,4 +285,6 @@ def test_broken_release_fails_and_the_live_one_keeps_serving(host):
     assert "module_that_is_not_installed" in output
     assert host.file(f"{HOME}/current").linked_to == current
     assert main_pid(host) == pid
+    # A play without the vllm role keeps vLLM's settings (the ansible_local.vllm fact).
+    assert host.file("/etc/langgraph/langgraph.env").sha256sum == env
     assert json.loads(host.check_output(f"curl -sf {URL}/ok"))["ok"] is True
