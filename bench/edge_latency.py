@@ -1,0 +1,137 @@
+"""Benchmark: what the edge (Caddy + the gate, budgets counted in Redis) adds to a request,
+against the LangGraph server directly, and how many decisions per second the gate holds.
+
+Runs inside a host the caddy role converged, with a LangGraph server behind it (the
+`make stack` host, or a Molecule caddy host kept with `molecule converge -s caddy`), with
+wrk (installed there from apt if missing). Side by side, in one run, the same wrk load
+(threads, duration; one connection, then many) against:
+
+  direct      GET /ok on the LangGraph server (http, its bind address)
+  edge        GET /ok through Caddy (https) -> forward_auth to the gate -> the server
+  gate x1     GET /check on one gate process alone (its decision: token digest + two
+              Redis moving windows for the IP and the token)
+  gate xN     the same on N gate processes (N = the host's cores, as the role runs it)
+
+The edge and gate rows use a second Caddy and a second gate started for the run from the
+host's own files (the role's Caddyfile and gate.json, other ports, a budget too large to
+refuse anything), so the host's real budgets are neither spent nor changed; the counting
+in Redis is the same code on the same Redis.
+
+usage (from the repository root):
+  .venv/bin/python bench/edge_latency.py --container langgraph-local \
+      --token "$(cat .cache/local-secrets/caddy_token)" [--duration 15 --connections 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+
+BENCH_GATE_PORT = 9181  # N processes; the bench Caddy asks this one
+SINGLE_GATE_PORT = 9182
+BENCH_HTTPS_PORT = 8443
+LATENCY = re.compile(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
+RPS = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
+NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+TOTAL = re.compile(r"(\d+) requests in")
+UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def sh(container: str, script: str, check: bool = True) -> str:
+    result = subprocess.run(["docker", "exec", container, "bash", "-c", script], capture_output=True, text=True, check=False)
+    if check and result.returncode != 0:
+        sys.exit(f"in {container}: {script[:80]}...\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def wrk(container: str, url: str, headers: dict[str, str], args, connections: int) -> dict:
+    flags = " ".join(f"-H {json.dumps(f'{k}: {v}')}" for k, v in headers.items())
+    threads = min(args.threads, connections)
+    out = sh(container, f"wrk -t{threads} -c{connections} -d{args.duration}s --latency {flags} '{url}'")
+    latencies = {pct: float(value) * UNIT_MS[unit] for pct, value, unit in LATENCY.findall(out)}
+    errors = NON_2XX.search(out)
+    return {
+        "p50": latencies.get("50"),
+        "p99": latencies.get("99"),
+        "rps": float(RPS.search(out).group(1)),
+        "requests": int(TOTAL.search(out).group(1)),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--container", required=True)
+    parser.add_argument("--token", required=True, help="a token from caddy_auth_tokens")
+    parser.add_argument("--duration", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    c = args.container
+
+    sh(c, "command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null")
+    caddyfile = sh(c, "cat /etc/caddy/Caddyfile")
+    upstream = re.search(r"reverse_proxy (\S+)", caddyfile).group(1)
+    site = re.search(r"^(\S+) \{$", caddyfile, re.MULTILINE).group(1)
+    address = site.split("://")[-1].split(":")[0]
+
+    # A gate with the host's configuration and a budget that refuses nothing.
+    config = json.loads(sh(c, "cat /etc/ai-infra-gate/gate.json"))
+    config["limits"] = {"default": {"requests": 10**9, "period": 60, "burst": 0}, "routes": []}
+    config["key_prefix"] = "ai-infra-gate-bench"
+    sh(c, f"cat > /tmp/bench-gate.json << 'EOF'\n{json.dumps(config)}\nEOF")
+    bench_caddyfile = (
+        caddyfile.replace(f"127.0.0.1:{9180}", f"127.0.0.1:{BENCH_GATE_PORT}")
+        .replace("\tadmin localhost:2019", "\tadmin off")
+        .replace(f"\n{site} {{", f"\nhttps://{address}:{BENCH_HTTPS_PORT} {{")
+        .replace("/var/log/caddy/access.log", "/tmp/bench-access.log")
+    )
+    bench_caddyfile = re.sub(r"\thttp_port \d+", f"\thttp_port {BENCH_HTTPS_PORT - 363}", bench_caddyfile)
+    bench_caddyfile = re.sub(r"\thttps_port \d+", f"\thttps_port {BENCH_HTTPS_PORT}", bench_caddyfile)
+    sh(c, f"cat > /tmp/bench.Caddyfile << 'EOF'\n{bench_caddyfile}\nEOF")
+    cores = int(sh(c, "nproc").strip())
+    for port, workers in ((BENCH_GATE_PORT, cores), (SINGLE_GATE_PORT, 1)):
+        sh(c, f"set -a; . /etc/ai-infra-gate/gate.env; set +a; "
+              f"nohup /opt/ai-infra/gate/venv/bin/python /opt/ai-infra/gate/ai_infra_gate.py --config /tmp/bench-gate.json "
+              f"--port {port} --workers {workers} > /tmp/bench-gate-{port}.log 2>&1 &")
+    sh(c, "mkdir -p /tmp/bench-caddy && XDG_DATA_HOME=/tmp/bench-caddy XDG_CONFIG_HOME=/tmp/bench-caddy "
+          "nohup caddy run --config /tmp/bench.Caddyfile --adapter caddyfile > /tmp/bench-caddy.log 2>&1 &")
+    try:
+        sh(c, f"for i in $(seq 60); do curl -sf -o /dev/null http://127.0.0.1:{SINGLE_GATE_PORT}/healthz && exit 0; "
+              "sleep 0.5; done; exit 1")
+        sh(c, f"for i in $(seq 60); do curl -skf -o /dev/null -H 'Authorization: Bearer {args.token}' "
+              f"https://{address}:{BENCH_HTTPS_PORT}/ok && exit 0; sleep 0.5; done; exit 1")
+        auth = {"Authorization": "Bearer " + args.token}
+        targets = {
+            "direct": (f"http://{upstream}/ok", {}),
+            "edge": (f"https://{address}:{BENCH_HTTPS_PORT}/ok", auth),
+            "gate x1": (f"http://127.0.0.1:{SINGLE_GATE_PORT}/check", {**auth, "X-Forwarded-For": "192.0.2.10"}),
+            f"gate x{cores}": (f"http://127.0.0.1:{BENCH_GATE_PORT}/check", {**auth, "X-Forwarded-For": "192.0.2.10"}),
+        }
+        # One connection: what each request pays. Many: what the path holds.
+        rows = {(name, n): wrk(c, url, headers, args, n)
+                for n in (1, args.connections) for name, (url, headers) in targets.items()}
+    finally:
+        sh(c, "pkill -f bench.Caddyfile; pkill -f bench-gate.json; set -a; . /etc/ai-infra-gate/gate.env; "
+              "/opt/ai-infra/gate/venv/bin/python -c \"import os, redis; r = redis.from_url(os.environ['GATE_REDIS_URI']); "
+              "[r.delete(k) for k in r.scan_iter('*ai-infra-gate-bench*')]\"", check=False)
+
+    print(f"wrk -d{args.duration}s per row, {cores} cores (wrk on the same host), {time.strftime('%Y-%m-%d')}, container {c}")
+    print(f"{'':10}{'conns':>6}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>12}{'requests':>10}{'non-2xx':>9}")
+    for (name, n), row in rows.items():
+        print(f"{name:10}{n:>6}{row['p50']:>10.2f}{row['p99']:>10.2f}{row['rps']:>12.1f}{row['requests']:>10}{row['non_2xx']:>9}")
+    for n in (1, args.connections):
+        d, e = rows[("direct", n)], rows[("edge", n)]
+        print(f"edge/direct at {n} connection(s): p50 x{e['p50'] / d['p50']:.2f} (+{e['p50'] - d['p50']:.2f} ms), "
+              f"p99 x{e['p99'] / d['p99']:.2f} (+{e['p99'] - d['p99']:.2f} ms), req/s x{e['rps'] / d['rps']:.2f}")
+    one, many = rows[("gate x1", args.connections)], rows[(f"gate x{cores}", args.connections)]
+    print(f"the gate alone at {args.connections} connections: {one['rps']:.0f} decisions/s with 1 process, "
+          f"{many['rps']:.0f} with {cores} (x{many['rps'] / one['rps']:.2f})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+"""Verifies the caddy role: two real Caddys, their gates, one shared Redis and a real
+LangGraph server behind them, seen from another machine on the network (the prober),
+which trusts each edge's internal CA explicitly."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import time
+
+import pytest
+import testinfra
+from conftest import connect_from, listening_on, network_address, scenario_name
+
+testinfra_hosts = ["ansible://edge"]
+
+TOKEN = "molecule-edge-token-0123456789abcdef"
+JWT_SECRET = "molecule-jwt-secret-0123456789abcdefghij"
+ROOT_CA = "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt"
+GATE_PYTHON = "/opt/ai-infra/gate/venv/bin/python"
+
+# Runs on the prober: one HTTPS request, verified against the edge's root certificate;
+# prints status, headers and body as JSON.
+REQUEST = """
+import json, ssl, sys, urllib.request, urllib.error
+url, cafile, method, headers, body = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), sys.argv[5]
+req = urllib.request.Request(url, method=method, headers=headers, data=body.encode() if body else None)
+ctx = ssl.create_default_context(cafile=cafile)
+try:
+    resp = urllib.request.urlopen(req, context=ctx, timeout=30)
+except urllib.error.HTTPError as err:
+    resp = err
+print(json.dumps({"status": resp.status, "headers": [[k.lower(), v] for k, v in resp.headers.items()],
+                  "body": resp.read().decode(errors="replace")}))
+"""
+
+# Runs on the prober: a streamed run of the smoke graph whose second node takes 3 s;
+# prints each SSE event with the second it arrived at.
+STREAM = """
+import json, ssl, sys, time, urllib.request
+url, cafile, token = sys.argv[1], sys.argv[2], sys.argv[3]
+body = json.dumps({"assistant_id": "smoke", "input": {}, "stream_mode": "updates",
+                   "config": {"configurable": {"second_seconds": 3}}}).encode()
+req = urllib.request.Request(url + "/runs/stream", data=body, method="POST", headers={
+    "Authorization": "Bearer " + token, "Content-Type": "application/json", "Accept": "text/event-stream"})
+start = time.monotonic()
+events = []
+with urllib.request.urlopen(req, context=ssl.create_default_context(cafile=cafile), timeout=60) as resp:
+    for line in resp:
+        if line.startswith(b"data:"):
+            events.append([round(time.monotonic() - start, 2), line[5:].decode().strip()])
+print(json.dumps(events))
+"""
+
+
+@pytest.fixture(scope="module")
+def prober():
+    return testinfra.get_host(f"docker://{scenario_name()}-prober")
+
+
+@pytest.fixture(scope="module")
+def state_host():
+    return testinfra.get_host(f"docker://{scenario_name()}-debian12")
+
+
+@pytest.fixture(autouse=True)
+def fresh_budgets(state_host):
+    """Every test starts with unspent budgets: they are per client IP, and every request
+    here comes from the prober."""
+    state_host.run_expect(
+        [0],
+        "export REDISCLI_AUTH=molecule-redis-admin-secret; "
+        "redis-cli --user admin --no-auth-warning --scan --pattern '*ai-infra-gate*' "
+        "| xargs -r redis-cli --user admin --no-auth-warning DEL",
+    )
+
+
+def base_url(host) -> str:
+    return f"https://{network_address(host)}"
+
+
+_COPIED_CAS: set = set()
+
+
+def trusted_ca(host, prober) -> str:
+    """The edge's internal root certificate, copied to the prober (as Studio's machine
+    would import it into its trust store)."""
+    path = f"/tmp/{host.backend.get_hostname()}-root.crt"
+    if path not in _COPIED_CAS:
+        prober.run_expect([0], f"cat > {path} << 'EOF'\n{host.file(ROOT_CA).content_string}EOF")
+        _COPIED_CAS.add(path)
+    return path
+
+
+def call(host, prober, path="/ok", method="GET", headers=None, body="", token=TOKEN):
+    headers = dict(headers or {})
+    if token:
+        headers["Authorization"] = "Bearer " + token
+    out = prober.check_output(
+        "python3 -c %s %s %s %s %s %s", REQUEST, base_url(host) + path, trusted_ca(host, prober), method,
+        json.dumps(headers), body,
+    )
+    result = json.loads(out)
+    result["headers"] = dict(result["headers"]) | {"_all": result["headers"]}
+    return result
+
+
+def hs256(host, **claims) -> str:
+    body = {"sub": "studio-user", "aud": "langgraph", "exp": int(time.time()) + 300, **claims}
+    return host.check_output(
+        f"{GATE_PYTHON} -c %s", f"import jwt; print(jwt.encode({body!r}, {JWT_SECRET!r}, algorithm='HS256'))"
+    )
+
+
+def test_no_token_401_and_a_valid_token_reaches_the_server(host, prober):
+    refused = call(host, prober, token=None)
+    assert refused["status"] == 401
+    assert refused["headers"]["www-authenticate"].startswith("Bearer")
+    assert call(host, prober, token="not-a-valid-token-at-all-0123456789")["status"] == 401
+    served = call(host, prober, path="/info")
+    assert served["status"] == 200 and "version" in json.loads(served["body"])
+
+
+def test_jwts_valid_expired_and_for_another_audience(host, prober):
+    assert call(host, prober, token=hs256(host))["status"] == 200
+    assert call(host, prober, token=hs256(host, exp=int(time.time()) - 30))["status"] == 401
+    assert call(host, prober, token=hs256(host, aud="another-service"))["status"] == 401
+
+
+def test_over_budget_429_with_retry_after(host, prober):
+    statuses = [call(host, prober)["status"] for _attempt in range(10)]
+    # The burst (10 in a second) may already be spent by the time the 11th goes out, or
+    # not, when the 10 took more than a second: spend until refused, within the budget.
+    refused = None
+    for _attempt in range(11):
+        answer = call(host, prober)
+        if answer["status"] == 429:
+            refused = answer
+            break
+        statuses.append(answer["status"])
+    assert set(statuses) == {200}
+    assert refused is not None, "20 requests per minute were all served past the budget"
+    assert 1 <= int(refused["headers"]["retry-after"]) <= 60
+
+
+def test_budget_is_shared_by_both_edges(host, prober):
+    edges = [testinfra.get_host(f"docker://{scenario_name()}-{suite}") for suite in ("debian12", "debian13")]
+    served = 0
+    for i in range(20):
+        answer = call(edges[i % 2], prober)
+        if answer["status"] == 200:
+            served += 1
+        else:
+            assert answer["status"] == 429
+            time.sleep(1.1)  # the burst window
+            assert call(edges[i % 2], prober)["status"] == 200
+            served += 1
+    assert served == 20
+    # 20 served in all, 10 by each edge: the 21st is refused by either.
+    for edge in edges:
+        answer = call(edge, prober)
+        assert answer["status"] == 429 and int(answer["headers"]["retry-after"]) > 1
+
+
+def test_route_budget_override(host, prober):
+    assert [call(host, prober, path="/info")["status"] for _attempt in range(4)] == [200, 200, 200, 429]
+    assert call(host, prober, path="/ok")["status"] == 200
+
+
+def test_studio_preflight_and_cors(host, prober):
+    preflight = {"Origin": "https://smith.langchain.com", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization, content-type"}
+    allowed = call(host, prober, path="/threads", method="OPTIONS", headers=preflight, token=None)
+    assert allowed["status"] == 204
+    assert allowed["headers"]["access-control-allow-origin"] == "https://smith.langchain.com"
+    assert "POST" in allowed["headers"]["access-control-allow-methods"]
+    assert "Authorization" in allowed["headers"]["access-control-allow-headers"]
+    other = call(host, prober, path="/threads", method="OPTIONS", token=None,
+                 headers={**preflight, "Origin": "https://evil.example"})
+    assert other["status"] == 403 and "access-control-allow-origin" not in other["headers"]
+    # A real request from Studio's origin: one Allow-Origin header, not the server's too.
+    answer = call(host, prober, path="/ok", headers={"Origin": "https://smith.langchain.com"})
+    assert answer["status"] == 200
+    assert [v for k, v in answer["headers"]["_all"] if k == "access-control-allow-origin"] == ["https://smith.langchain.com"]
+
+
+def test_server_sent_events_pass_unbuffered(host, prober):
+    events = json.loads(prober.check_output(
+        "python3 -c %s %s %s %s", STREAM, base_url(host), trusted_ca(host, prober), TOKEN))
+    updates = [(t, json.loads(data)) for t, data in events if data.startswith("{")]
+    first = next(t for t, data in updates if "first" in data)
+    second = next(t for t, data in updates if "second" in data)
+    # `first` arrives while `second` still sleeps its 3 s: nothing held it back.
+    assert second - first >= 2.5, events
+
+
+def test_security_headers_and_json_access_log(host, prober):
+    answer = call(host, prober, path="/ok")
+    headers = answer["headers"]
+    assert headers["strict-transport-security"].startswith("max-age=")
+    assert headers["x-content-type-options"] == "nosniff"
+    assert "server" not in headers
+    entries = [json.loads(line) for line in host.file("/var/log/caddy/access.log").content_string.splitlines()]
+    assert any(entry["request"]["uri"] == "/ok" for entry in entries)
+    # Caddy logs the Authorization header as REDACTED.
+    assert TOKEN not in host.file("/var/log/caddy/access.log").content_string
+
+
+def test_request_body_limit(host):
+    """A body over caddy_max_body_size (10MB) gets 413. Caddy answers before the upload
+    ends and closes the connection: curl (on the edge host itself) reads that answer,
+    where a client that insists on sending the rest sees a reset."""
+    status = host.check_output(
+        f"head -c {11 * 1024 * 1024} /dev/zero | curl -s -o /dev/null -w '%{{http_code}}' --cacert {ROOT_CA} "
+        f"-H 'Authorization: Bearer {TOKEN}' -H 'Content-Type: application/json' --data-binary @- {base_url(host)}/threads"
+    )
+    assert status == "413"
+
+
+def test_only_https_and_http_are_reachable(host, prober):
+    address = network_address(host)
+    assert connect_from(prober, address, 443) == "open"
+    for port in (2019, 9180):  # admin API with metrics, the gate
+        assert connect_from(prober, address, port) in ("refused", "timeout")
+    assert listening_on(host, 9180) == {"tcp://127.0.0.1:9180"}
+    metrics = host.check_output("curl -sf http://localhost:2019/metrics")
+    assert "caddy_http_requests_total" in metrics
+
+
+def test_upstream_port_closed_to_other_machines(host, prober, state_host):
+    """The server listens on the state host's private address for the edges only."""
+    assert connect_from(prober, network_address(state_host), 8123) in ("refused", "timeout")
+    assert host.run(f"curl -s -o /dev/null -w '%{{http_code}}' http://{network_address(state_host)}:8123/ok").stdout == "200"
+
+
+def test_gate_down_fails_closed(host, prober):
+    host.run_expect([0], "systemctl stop ai-infra-gate")
+    try:
+        answer = call(host, prober)
+        assert answer["status"] == 503
+        assert "gate unavailable" in answer["body"]
+    finally:
+        host.run_expect([0], "systemctl start ai-infra-gate")
+        host.run_expect([0], "for i in $(seq 30); do curl -sf http://127.0.0.1:9180/healthz && break; sleep 1; done")
+    assert call(host, prober)["status"] == 200
+
+
+def test_secrets_stay_out_of_readable_files(host):
+    env = host.file("/etc/ai-infra-gate/gate.env")
+    assert env.user == "root" and env.mode == 0o600
+    assert JWT_SECRET in env.content_string and "molecule-redis-app-secret" in env.content_string
+    config = host.file("/etc/ai-infra-gate/gate.json").content_string
+    assert TOKEN not in config and JWT_SECRET not in config
+    for path in ("/etc/caddy/Caddyfile", "/etc/systemd/system/ai-infra-gate.service"):
+        assert TOKEN not in host.file(path).content_string
+    assert host.check_output("ps -o user= -C caddy") == "caddy"
+
+
+def converge_with(host, **extra_vars) -> str:
+    """Runs the role on the edge hosts with extra settings; returns the output (it must fail).
+
+    Not with --limit: the state host's facts (its address) must be gathered in the play."""
+    scenario = pathlib.Path(__file__).resolve().parent.parent
+    run = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(scenario / "bad_input.yml"),
+         "-e", json.dumps(extra_vars)],
+        capture_output=True, text=True, check=False, timeout=600,
+    )
+    assert run.returncode != 0, run.stdout[-2000:]
+    return run.stdout + run.stderr
+
+
+def test_invalid_caddyfile_never_replaces_the_running_one(host, prober):
+    if not host.backend.get_hostname().endswith("debian13"):
+        pytest.skip("runs once, for both edge hosts")
+    before = host.file("/etc/caddy/Caddyfile").sha256sum
+    pid = host.check_output("systemctl show -p MainPID --value caddy")
+    output = converge_with(host, caddy_max_body_size="a-lot")
+    assert "failed to validate" in output
+    assert host.file("/etc/caddy/Caddyfile").sha256sum == before
+    assert host.check_output("systemctl show -p MainPID --value caddy") == pid
+    assert call(host, prober)["status"] == 200
+
+
+def test_plugin_backend_refused_on_a_standard_caddy(host):
+    if not host.backend.get_hostname().endswith("debian13"):
+        pytest.skip("runs once, for both edge hosts")
+    output = converge_with(host, caddy_rate_limit_backend="plugin")
+    assert "has no http.handlers.rate_limit module" in output
+    assert "limits" in host.file("/etc/ai-infra-gate/gate.json").content_string

@@ -1,0 +1,287 @@
+"""The edge gate: Caddy's `forward_auth` asks it about every request before the upstream.
+
+It answers 200 (and names the client in X-Gate-Client), 401 (no or bad credentials, with
+WWW-Authenticate), 429 (over budget, with Retry-After) or 503 (its Redis is unreachable:
+fail closed). Credentials are static bearer tokens, kept only as SHA-256 digests, and/or
+JWTs checked by PyJWT (HS256 secret, RS256 public key or JWKS file; expiry required,
+audience and issuer checked when set). Budgets are moving windows counted in Redis by the
+`limits` library, so every gate that shares the Redis shares one budget: one per client
+IP for every request (bad tokens included), one per credential once authenticated.
+
+A budget is `requests` per `period` seconds plus at most `burst` in any one second.
+Route overrides match the original path (X-Forwarded-Uri) with shell-style patterns; the
+first that matches replaces the default budget.
+
+Configuration: a JSON file (GATE_CONFIG) with no secrets in it; the Redis URI and the HS256
+secret come from the environment (the role's 0600 env file). One process decides serially
+(blocking Redis calls, the GIL); --workers runs more, each with its own Redis pool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import hashlib
+import hmac
+import json
+import logging
+import math
+import os
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import jwt
+from limits import RateLimitItemPerSecond
+from limits.errors import StorageError
+from limits.limits import RateLimitItem
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+log = logging.getLogger("ai_infra_gate")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which setting and why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    requests: int
+    period: int
+    burst: int
+
+    def items(self) -> list[RateLimitItem]:
+        items: list[RateLimitItem] = [RateLimitItemPerSecond(self.requests, self.period)]
+        if 0 < self.burst < self.requests:
+            items.append(RateLimitItemPerSecond(self.burst, 1))
+        return items
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    status: int
+    client: str = ""
+    retry_after: int = 0
+    reason: str = ""
+
+    def headers(self) -> dict[str, str]:
+        if self.status == 200:
+            return {"X-Gate-Client": self.client}
+        if self.status == 401:
+            return {"WWW-Authenticate": 'Bearer realm="langgraph", error="invalid_token"'}
+        if self.status == 429:
+            return {"Retry-After": str(self.retry_after)}
+        return {}
+
+
+def _budget(raw: dict[str, Any], where: str) -> Budget:
+    try:
+        budget = Budget(int(raw["requests"]), int(raw.get("period", 60)), int(raw.get("burst", 0)))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: needs integer requests, period and burst ({exc})") from exc
+    if budget.requests < 1 or budget.period < 1 or budget.burst < 0:
+        raise ConfigError(f"{where}: requests and period must be at least 1, burst at least 0")
+    return budget
+
+
+class Gate:
+    def __init__(self, config: dict[str, Any], environ: dict[str, str], storage=None):
+        self.token_digests = {}
+        for token in config.get("tokens", []):
+            digest = str(token.get("sha256", "")).lower()
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest) or not token.get("name"):
+                raise ConfigError("tokens: every entry needs a name and the token's sha256 hex digest")
+            self.token_digests[digest] = str(token["name"])
+
+        self.jwt = config.get("jwt") or {}
+        self.jwt_key: Any = None
+        self.jwks: jwt.PyJWKSet | None = None
+        if self.jwt:
+            algorithms = self.jwt.get("algorithms") or []
+            if not algorithms or any(a not in ("HS256", "RS256") for a in algorithms):
+                raise ConfigError("jwt.algorithms: list HS256 and/or RS256")
+            if "HS256" in algorithms:
+                self.jwt_key = environ.get("GATE_JWT_SECRET", "")
+                if len(self.jwt_key) < 32:
+                    raise ConfigError("jwt: HS256 needs GATE_JWT_SECRET of at least 32 characters")
+            else:
+                if self.jwt.get("jwks_file"):
+                    try:
+                        with open(self.jwt["jwks_file"], encoding="utf-8") as handle:
+                            self.jwks = jwt.PyJWKSet.from_json(handle.read())
+                    except (OSError, jwt.PyJWTError, ValueError) as exc:
+                        raise ConfigError(f"jwt.jwks_file: cannot read a JWKS from it ({exc})") from exc
+                elif self.jwt.get("public_key_file"):
+                    try:
+                        with open(self.jwt["public_key_file"], encoding="utf-8") as handle:
+                            self.jwt_key = handle.read()
+                    except OSError as exc:
+                        raise ConfigError(f"jwt.public_key_file: {exc}") from exc
+                else:
+                    raise ConfigError("jwt: RS256 needs public_key_file or jwks_file")
+        if not self.token_digests and not self.jwt:
+            raise ConfigError("no credentials configured: set tokens and/or jwt")
+
+        limits_config = config.get("limits")
+        self.default_budget: Budget | None = None
+        self.routes: list[tuple[str, Budget]] = []
+        self.limiter = None
+        if limits_config:
+            self.default_budget = _budget(limits_config.get("default", {}), "limits.default")
+            for index, route in enumerate(limits_config.get("routes", [])):
+                if not route.get("path"):
+                    raise ConfigError(f"limits.routes[{index}]: needs a path pattern")
+                self.routes.append((route["path"], _budget(route, f"limits.routes[{index}]")))
+            if storage is None:
+                uri = environ.get("GATE_REDIS_URI", "")
+                if not uri.startswith(("redis://", "rediss://")):
+                    raise ConfigError("GATE_REDIS_URI must be a redis:// or rediss:// URI")
+                storage = storage_from_string(uri, wrap_exceptions=True, socket_timeout=2)
+            self.limiter = MovingWindowRateLimiter(storage)
+        self.prefix = str(config.get("key_prefix", "gate"))
+
+    # Credentials -------------------------------------------------------------------------
+    def authenticate(self, authorization: str) -> str | None:
+        """The client's name for a valid credential, else None."""
+        scheme, _sep, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return None
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        for known, name in self.token_digests.items():
+            if hmac.compare_digest(known, digest):
+                return "token:" + name
+        if self.jwt and token.count(".") == 2:
+            return self._jwt_subject(token)
+        return None
+
+    def _jwt_subject(self, token: str) -> str | None:
+        options = {"require": ["exp"] + (["aud"] if self.jwt.get("audience") else [])}
+        try:
+            key = self.jwt_key
+            if self.jwks is not None:
+                kid = jwt.get_unverified_header(token).get("kid")
+                key = self.jwks[kid].key if kid else self.jwks.keys[0].key
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=self.jwt["algorithms"],
+                audience=self.jwt.get("audience") or None,
+                issuer=self.jwt.get("issuer") or None,
+                leeway=int(self.jwt.get("leeway", 0)),
+                options=options,
+            )
+        except (jwt.PyJWTError, KeyError, ValueError) as exc:
+            log.info("JWT refused: %s", exc)
+            return None
+        return "jwt:" + str(claims.get("sub", "anonymous"))
+
+    # Budgets -----------------------------------------------------------------------------
+    def budget_for(self, path: str) -> Budget | None:
+        for pattern, budget in self.routes:
+            if fnmatch.fnmatchcase(path, pattern):
+                return budget
+        return self.default_budget
+
+    def spend(self, budget: Budget, who: str, now: float) -> int:
+        """0 when the request fits in `who`'s budget (and is counted), else seconds to wait."""
+        assert self.limiter is not None
+        key = f"{self.prefix}:{who}:{budget.requests}/{budget.period}/{budget.burst}"
+        items = budget.items()
+        for item in items:
+            if not self.limiter.test(item, key):
+                return self._wait(item, key, now)
+        for item in items:
+            if not self.limiter.hit(item, key):
+                return self._wait(item, key, now)
+        return 0
+
+    def _wait(self, item: RateLimitItem, key: str, now: float) -> int:
+        reset = self.limiter.get_window_stats(item, key).reset_time
+        return max(1, math.ceil(reset - now))
+
+    # The decision ------------------------------------------------------------------------
+    def decide(self, headers: dict[str, str], now: float | None = None) -> Decision:
+        now = time.time() if now is None else now
+        headers = {k.lower(): v for k, v in headers.items()}
+        # Caddy sets X-Forwarded-For to the client's address (it trusts no proxies by
+        # default); the last entry is the one the closest proxy saw.
+        ip = headers.get("x-forwarded-for", "").split(",")[-1].strip() or "unknown"
+        path = urlsplit(headers.get("x-forwarded-uri", "/")).path or "/"
+        budget = self.budget_for(path) if self.limiter else None
+        try:
+            if budget and (wait := self.spend(budget, "ip:" + ip, now)):
+                return Decision(429, retry_after=wait, reason=f"ip {ip} over budget")
+            client = self.authenticate(headers.get("authorization", ""))
+            if client is None:
+                return Decision(401, reason=f"no valid credential from {ip}")
+            if budget and (wait := self.spend(budget, client, now)):
+                return Decision(429, client=client, retry_after=wait, reason=f"{client} over budget")
+        except StorageError as exc:
+            log.error("rate-limit storage unavailable, refusing: %s", exc)
+            return Decision(503, reason="rate-limit storage unavailable")
+        return Decision(200, client=client)
+
+
+def load(path: str, environ: dict[str, str]) -> Gate:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    return Gate(config, environ)
+
+
+def create_app(gate: Gate):
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    def check(request):
+        decision = gate.decide(dict(request.headers))
+        if decision.status != 200:
+            log.info("%d %s", decision.status, decision.reason)
+        body = {200: "", 401: "unauthorized\n", 429: "too many requests\n", 503: "gate unavailable\n"}[decision.status]
+        return PlainTextResponse(body, status_code=decision.status, headers=decision.headers())
+
+    def health(request):
+        return PlainTextResponse("ok\n")
+
+    # Sync endpoints: Starlette runs them in its thread pool (the Redis client blocks).
+    return Starlette(routes=[Route("/check", check, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
+                             Route("/healthz", health)])
+
+
+def create_app_from_environment():
+    """The app for each uvicorn worker process, from GATE_CONFIG and the environment."""
+    return create_app(load(os.environ["GATE_CONFIG"], dict(os.environ)))
+
+
+def main() -> None:
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=os.environ.get("GATE_CONFIG", "/etc/ai-infra-gate/gate.json"))
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9180)
+    parser.add_argument("--workers", type=int, default=1, help="processes (each one decides serially)")
+    parser.add_argument("--check-config", action="store_true", help="load the configuration and exit")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        load(args.config, dict(os.environ))
+    except ConfigError as exc:
+        raise SystemExit(f"ai-infra-gate: {exc}") from None
+    if args.check_config:
+        print("configuration OK")
+        return
+    os.environ["GATE_CONFIG"] = args.config
+    uvicorn.run("ai_infra_gate:create_app_from_environment", factory=True, host=args.host, port=args.port,
+                workers=args.workers, access_log=False, log_level="info")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""The edge gate's decisions (roles/caddy/files/gate): credentials, budgets, failures.
+
+Budgets are counted by the real `limits` library in its in-memory storage here; the
+Molecule scenario counts them in a real Redis shared by two gates."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from limits.storage import storage_from_string
+
+GATE_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "roles", "caddy", "files", "gate")
+sys.path.insert(0, os.path.abspath(GATE_DIR))
+
+import ai_infra_gate as gate_module  # noqa: E402  pylint: disable=wrong-import-position
+from ai_infra_gate import ConfigError, Gate  # noqa: E402  pylint: disable=wrong-import-position
+
+TOKEN = "static-token-for-the-unit-tests-0123456789"
+SECRET = "hs256-secret-for-the-unit-tests-0123456789abcdef"
+ENV = {"GATE_JWT_SECRET": SECRET}
+
+
+def config(**overrides):
+    base = {
+        "tokens": [{"name": "ci", "sha256": hashlib.sha256(TOKEN.encode()).hexdigest()}],
+        "jwt": {"algorithms": ["HS256"], "audience": "langgraph"},
+        "limits": {"default": {"requests": 20, "period": 60, "burst": 10}},
+    }
+    base.update(overrides)
+    return base
+
+
+def make_gate(**overrides):
+    return Gate(config(**overrides), ENV, storage=storage_from_string("memory://"))
+
+
+def request(token=None, ip="198.51.100.7", path="/threads"):
+    headers = {"X-Forwarded-For": ip, "X-Forwarded-Uri": path}
+    if token is not None:
+        headers["Authorization"] = "Bearer " + token
+    return headers
+
+
+def hs256(**claims):
+    body = {"sub": "alice", "aud": "langgraph", "exp": int(time.time()) + 300}
+    body.update(claims)
+    return jwt.encode({k: v for k, v in body.items() if v is not None}, SECRET, algorithm="HS256")
+
+
+def test_static_token_passes_and_names_the_client():
+    decision = make_gate().decide(request(TOKEN))
+    assert decision.status == 200
+    assert decision.headers() == {"X-Gate-Client": "token:ci"}
+
+
+@pytest.mark.parametrize("headers", [
+    request(None),
+    request("wrong-token"),
+    {**request(None), "Authorization": "Basic " + TOKEN},
+    {**request(None), "Authorization": "Bearer "},
+])
+def test_missing_or_bad_credentials_are_refused(headers):
+    decision = make_gate().decide(headers)
+    assert decision.status == 401
+    assert decision.headers()["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_valid_jwt_passes_with_its_subject():
+    assert make_gate().decide(request(hs256())).client == "jwt:alice"
+
+
+@pytest.mark.parametrize("token", [
+    hs256(exp=int(time.time()) - 10),  # expired
+    hs256(exp=None),  # no expiry at all
+    hs256(aud="someone-else"),
+    hs256(aud=None),
+    jwt.encode({"sub": "alice", "aud": "langgraph", "exp": int(time.time()) + 300}, "x" * 40, algorithm="HS256"),
+    jwt.encode({"sub": "alice", "aud": "langgraph", "exp": int(time.time()) + 300}, None, algorithm="none"),
+])
+def test_bad_jwts_are_refused(token):
+    assert make_gate().decide(request(token)).status == 401
+
+
+def test_issuer_is_checked_when_set():
+    gate = make_gate(jwt={"algorithms": ["HS256"], "audience": "langgraph", "issuer": "https://idp.example"})
+    assert gate.decide(request(hs256(iss="https://idp.example"))).status == 200
+    assert gate.decide(request(hs256(iss="https://other.example"))).status == 401
+
+
+@pytest.fixture(name="rsa_key")
+def rsa_key_fixture():
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def rs256(private_key, kid=None, **claims):
+    body = {"sub": "bob", "aud": "langgraph", "exp": int(time.time()) + 300}
+    body.update(claims)
+    return jwt.encode(body, private_key, algorithm="RS256", headers={"kid": kid} if kid else None)
+
+
+def test_rs256_with_a_public_key_file(tmp_path, rsa_key):
+    pem = rsa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    (tmp_path / "key.pem").write_bytes(pem)
+    gate = make_gate(jwt={"algorithms": ["RS256"], "audience": "langgraph", "public_key_file": str(tmp_path / "key.pem")})
+    assert gate.decide(request(rs256(rsa_key))).client == "jwt:bob"
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    assert gate.decide(request(rs256(other))).status == 401
+    # An HS256 token signed with the public key as secret (algorithm confusion) is refused.
+    assert gate.decide(request(jwt.encode({"sub": "x", "aud": "langgraph", "exp": int(time.time()) + 60},
+                                          "a" * 40, algorithm="HS256"))).status == 401
+
+
+def test_rs256_with_a_jwks_file(tmp_path, rsa_key):
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rsa_key.public_key()))
+    jwk.update(kid="k1", use="sig", alg="RS256")
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
+    gate = make_gate(jwt={"algorithms": ["RS256"], "audience": "langgraph", "jwks_file": str(tmp_path / "jwks.json")})
+    assert gate.decide(request(rs256(rsa_key, kid="k1"))).status == 200
+    assert gate.decide(request(rs256(rsa_key, kid="unknown"))).status == 401
+
+
+def test_budget_refuses_past_the_burst_with_retry_after():
+    gate = make_gate()
+    decisions = [gate.decide(request(TOKEN)) for _attempt in range(11)]
+    assert [d.status for d in decisions[:10]] == [200] * 10
+    assert decisions[10].status == 429
+    assert decisions[10].headers()["Retry-After"] == "1"
+
+
+def test_budget_per_period_with_retry_after_up_to_the_period():
+    gate = make_gate(limits={"default": {"requests": 3, "period": 60, "burst": 0}})
+    assert [gate.decide(request(TOKEN)).status for _attempt in range(4)] == [200, 200, 200, 429]
+    wait = int(gate.decide(request(TOKEN)).headers()["Retry-After"])
+    assert 55 <= wait <= 60
+
+
+def test_budget_is_per_ip_and_per_credential():
+    gate = make_gate(limits={"default": {"requests": 2, "period": 60, "burst": 0}})
+    assert [gate.decide(request(TOKEN, ip="192.0.2.1")).status for _attempt in range(3)] == [200, 200, 429]
+    # Another IP with the same token: the token's budget is spent.
+    assert gate.decide(request(TOKEN, ip="192.0.2.2")).status == 429
+    # Another IP and another credential: a budget of its own.
+    assert gate.decide(request(hs256(), ip="192.0.2.3")).status == 200
+
+
+def test_bad_credentials_spend_the_ip_budget():
+    gate = make_gate(limits={"default": {"requests": 2, "period": 60, "burst": 0}})
+    assert [gate.decide(request("wrong")).status for _attempt in range(3)] == [401, 401, 429]
+
+
+def test_route_override_matches_the_original_path():
+    gate = make_gate(limits={"default": {"requests": 100, "period": 60},
+                             "routes": [{"path": "/threads/*/runs*", "requests": 1, "period": 60}]})
+    assert gate.decide(request(TOKEN, path="/threads/t1/runs/wait?x=1")).status == 200
+    assert gate.decide(request(TOKEN, path="/threads/t1/runs/stream")).status == 429
+    assert gate.decide(request(TOKEN, path="/threads/t1")).status == 200
+
+
+def test_no_limits_configured_means_auth_only():
+    gate = make_gate(limits=None)
+    assert all(gate.decide(request(TOKEN)).status == 200 for _attempt in range(50))
+
+
+def test_unreachable_redis_fails_closed():
+    storage = storage_from_string("redis://127.0.0.1:1", wrap_exceptions=True, socket_timeout=0.5)
+    gate = Gate(config(), ENV, storage=storage)
+    decision = gate.decide(request(TOKEN))
+    assert decision.status == 503
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"tokens": [], "jwt": None}, "no credentials configured"),
+    ({"tokens": [{"name": "x", "sha256": "not-a-digest"}]}, "sha256 hex digest"),
+    ({"jwt": {"algorithms": ["HS512"]}}, "HS256 and/or RS256"),
+    ({"jwt": {"algorithms": ["RS256"]}}, "public_key_file or jwks_file"),
+    ({"jwt": {"algorithms": ["RS256"], "jwks_file": "/nonexistent/jwks.json"}}, "cannot read a JWKS"),
+    ({"limits": {"default": {"requests": 0}}}, "at least 1"),
+    ({"limits": {"default": {"requests": "many"}}}, "integer"),
+    ({"limits": {"default": {"requests": 5}, "routes": [{"requests": 1}]}}, "path pattern"),
+])
+def test_bad_configuration_says_what_is_wrong(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        make_gate(**overrides)
+
+
+def test_short_hs256_secret_and_bad_redis_uri_are_refused():
+    with pytest.raises(ConfigError, match="at least 32"):
+        Gate(config(), {"GATE_JWT_SECRET": "short"}, storage=storage_from_string("memory://"))
+    with pytest.raises(ConfigError, match="redis://"):
+        Gate(config(), {**ENV, "GATE_REDIS_URI": "http://example"})
+
+
+def test_load_reports_a_malformed_file(tmp_path):
+    (tmp_path / "gate.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="gate.json"):
+        gate_module.load(str(tmp_path / "gate.json"), ENV)
