@@ -77,7 +77,8 @@ molecule: host-tools collection images models
 	molecule test -s $(S)
 
 molecule-all: host-tools collection images models
-	@for s in $(SCENARIOS); do molecule test -s $$s || exit 1; done
+	@for s in $(SCENARIOS); do start=$$SECONDS; molecule test -s $$s || exit 1; \
+	  echo "scenario $$s passed in $$(( SECONDS - start )) s"; done
 
 build: collection
 	ansible-galaxy collection build --force --output-path $(CACHE)/dist
