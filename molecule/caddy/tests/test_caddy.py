@@ -219,7 +219,7 @@ def test_request_body_limit(host):
     assert status == "413"
 
 
-def test_only_https_and_http_are_reachable(host, prober):
+def test_https_reachable_gate_and_admin_api_not(host, prober):
     address = network_address(host)
     assert connect_from(prober, address, 443) == "open"
     for port in (2019, 9180):  # admin API with metrics, the gate
