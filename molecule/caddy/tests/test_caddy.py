@@ -211,12 +211,15 @@ def test_security_headers_and_json_access_log(host, prober):
 def test_request_body_limit(host):
     """A body over caddy_max_body_size (10MB) gets 413. Caddy answers before the upload
     ends and closes the connection: curl (on the edge host itself) reads that answer,
-    where a client that insists on sending the rest sees a reset."""
-    status = host.check_output(
+    where a client that insists on sending the rest sees a reset. Whether curl still
+    finishes its upload first is a race, so its exit status (0, or 18 for a partial
+    transfer: CI saw both) is not the check; the status curl read is."""
+    result = host.run(
         f"head -c {11 * 1024 * 1024} /dev/zero | curl -s -o /dev/null -w '%{{http_code}}' --cacert {ROOT_CA} "
         f"-H 'Authorization: Bearer {TOKEN}' -H 'Content-Type: application/json' --data-binary @- {base_url(host)}/threads"
     )
-    assert status == "413"
+    assert result.rc in (0, 18, 55, 56), result  # 55/56: send/receive cut after the answer
+    assert result.stdout == "413", result
 
 
 def test_https_reachable_gate_and_admin_api_not(host, prober):
