@@ -8,6 +8,8 @@ by exceptions that carry the result, so a test can assert on what the module ret
 from __future__ import annotations
 
 import contextlib
+import http.server
+import threading
 from unittest import mock
 
 from ansible.module_utils import basic
@@ -58,3 +60,16 @@ def run_module(main, args, check_mode=False):
         except AnsibleExitJson as exc:
             return exc.result
     raise AssertionError("the module returned without calling exit_json or fail_json")
+
+
+@contextlib.contextmanager
+def http_server(handler_class):
+    """A local HTTP server on a free port answering with handler_class, in a thread;
+    yields its base URL (for modules that talk to an HTTP API)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield "http://127.0.0.1:%d" % server.server_address[1]
+    finally:
+        server.shutdown()
