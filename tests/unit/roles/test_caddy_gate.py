@@ -5,6 +5,7 @@ Molecule scenario counts them in a real Redis shared by two gates."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -202,3 +203,25 @@ def test_load_reports_a_malformed_file(tmp_path):
     (tmp_path / "gate.json").write_text("{not json")
     with pytest.raises(ConfigError, match="gate.json"):
         gate_module.load(str(tmp_path / "gate.json"), ENV)
+
+
+def basic(user, password):
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_basic_credentials_carry_the_token_for_browsers():
+    gate = make_gate()
+    headers = request()
+    headers["Authorization"] = basic("operator", TOKEN)
+    assert gate.decide(headers).status == 200
+    headers["Authorization"] = basic("operator", hs256())
+    assert gate.decide(headers).client == "jwt:alice"
+    for wrong in (basic(TOKEN, ""), basic("operator", "wrong"), "Basic not-base64!", "Basic " + base64.b64encode(b"\xff:\xfe").decode()):
+        headers["Authorization"] = wrong
+        assert gate.decide(headers).status == 401, wrong
+
+
+def test_refusal_challenges_bearer_or_basic():
+    decision = make_gate().decide(request())
+    assert decision.headers()["WWW-Authenticate"].startswith("Bearer ")
+    assert decision.headers("basic")["WWW-Authenticate"].startswith("Basic realm=")

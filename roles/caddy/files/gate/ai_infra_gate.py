@@ -7,6 +7,8 @@ JWTs checked by PyJWT (HS256 secret, RS256 public key or JWKS file; expiry requi
 audience and issuer checked when set). Budgets are moving windows counted in Redis by the
 `limits` library, so every gate that shares the Redis shares one budget: one per client
 IP for every request (bad tokens included), one per credential once authenticated.
+Browsers may send the same credential as HTTP Basic (any user, the token as password):
+with `?challenge=basic` the gate's 401 asks for that, for sites such as Phoenix's UI.
 
 A budget is `requests` per `period` seconds plus at most `burst` in any one second.
 Route overrides match the original path (X-Forwarded-Uri) with shell-style patterns; the
@@ -19,6 +21,7 @@ secret come from the environment (the role's 0600 env file). One process decides
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import fnmatch
 import hashlib
@@ -65,10 +68,13 @@ class Decision:
     retry_after: int = 0
     reason: str = ""
 
-    def headers(self) -> dict[str, str]:
+    def headers(self, challenge: str = "bearer") -> dict[str, str]:
         if self.status == 200:
             return {"X-Gate-Client": self.client}
         if self.status == 401:
+            # Basic for sites browsers open (Phoenix's UI): it makes them ask for the token.
+            if challenge == "basic":
+                return {"WWW-Authenticate": 'Basic realm="ai-infra", charset="UTF-8"'}
             return {"WWW-Authenticate": 'Bearer realm="langgraph", error="invalid_token"'}
         if self.status == 429:
             return {"Retry-After": str(self.retry_after)}
@@ -146,7 +152,15 @@ class Gate:
         """The client's name for a valid credential, else None."""
         scheme, _sep, token = authorization.partition(" ")
         token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        if scheme.lower() == "basic":
+            # A browser's Basic credentials: any user name, the token as the password.
+            try:
+                token = base64.b64decode(token, validate=True).decode("utf-8").partition(":")[2]
+            except (ValueError, UnicodeDecodeError):
+                return None
+        elif scheme.lower() != "bearer":
+            return None
+        if not token:
             return None
         digest = hashlib.sha256(token.encode()).hexdigest()
         for known, name in self.token_digests.items():
@@ -243,7 +257,8 @@ def create_app(gate: Gate):
         if decision.status != 200:
             log.info("%d %s", decision.status, decision.reason)
         body = {200: "", 401: "unauthorized\n", 429: "too many requests\n", 503: "gate unavailable\n"}[decision.status]
-        return PlainTextResponse(body, status_code=decision.status, headers=decision.headers())
+        challenge = request.query_params.get("challenge", "bearer")
+        return PlainTextResponse(body, status_code=decision.status, headers=decision.headers(challenge))
 
     def health(request):
         return PlainTextResponse("ok\n")
