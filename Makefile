@@ -35,7 +35,8 @@ $(VENV)/.installed: requirements.txt
 
 # The repository is the collection: link it where Ansible looks for ai_infra.langgraph_stack.
 $(COLLECTION_LINK):
-	mkdir -p $(dir $@) $(foreach s,$(SUITES),$(CACHE)/apt-archives/$(s)/partial)
+	@scripts/cache-links.sh
+	mkdir -p $(dir $@)
 	ln -sfn $(CURDIR) $@
 
 collection: $(VENV)/.installed $(COLLECTION_LINK)
@@ -46,10 +47,12 @@ images: host-tools vllm-image
 	@for suite in $(SUITES); do molecule/resources/images/build.sh $$suite; done
 
 vllm-image: host-tools
+	@scripts/cache-links.sh
 	@molecule/resources/images/build-vllm-cpu.sh
 
 # The small real model vLLM serves on the CPU (cached under .cache/models).
 models:
+	@scripts/cache-links.sh
 	@molecule/resources/models/build.sh >/dev/null
 
 # --- the two commands ------------------------------------------------------------------
