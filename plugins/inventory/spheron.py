@@ -79,7 +79,7 @@ options:
 """
 
 EXAMPLES = r"""
-# inventories/spheron-dynamic/spheron.yml (SPHERON_API_KEY in the environment)
+# inventories/<yours>/spheron.yml (SPHERON_API_KEY in the environment)
 plugin: ai_infra.langgraph_stack.spheron
 statuses: [running]
 # Name instances prod-state-1, prod-gpu-1, prod-gpu-2, prod-edge-obs-1 ...
