@@ -16,6 +16,17 @@ for name in apt-archives pip models images; do
     ln -s "$shared/$name" "$repo/.cache/$name"
   fi
 done
-for suite in bookworm trixie; do
+for suite in bookworm bookworm-2 bookworm-3 trixie; do
   mkdir -p "$repo/.cache/apt-archives/$suite/partial"
 done
+# Second and third hosts of one suite in one scenario (molecule/fleet) have folders of
+# their own, started as hard links to the first's downloads (apt replaces files, never
+# edits them).
+for extra in bookworm-2 bookworm-3; do
+  if [ -z "$(find "$repo/.cache/apt-archives/$extra" -maxdepth 1 -name '*.deb' -print -quit)" ]; then
+    cp -aln "$repo/.cache/apt-archives/bookworm/." "$repo/.cache/apt-archives/$extra/" 2>/dev/null || true
+    # apt locks that file: a hard link would be one lock for both.
+    rm -f "$repo/.cache/apt-archives/$extra/lock"
+  fi
+done
+
