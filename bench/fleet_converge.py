@@ -72,7 +72,7 @@ def start(names):
                  "-v", f"{REPO}/.cache/pip:/root/.cache/pip:rw"]
         subprocess.run(argv + [spec["image"], spec["command"]], check=True, capture_output=True)
     for name in names:
-        for _ in range(120):
+        for _attempt in range(120):
             state = subprocess.run(["docker", "exec", name, "systemctl", "is-system-running"],
                                    capture_output=True, text=True, check=False).stdout.strip()
             if state in ("running", "degraded"):
