@@ -80,9 +80,15 @@ molecule: host-tools collection build images models
 	molecule test -s $(S)
 
 # (build: molecule/fleet installs the collection tarball on its control host.)
-# Two lanes side by side (scripts/molecule-lanes.sh; MOLECULE_LANES=1 for one).
+# One after another by default: two lanes side by side (MOLECULE_LANES=2) were slower
+# than planned on 2 cores and timed out removing the vllm scenario's container.
+# molecule/fleet (29 min here) is not in this list yet: with it the run takes over an
+# hour; run it with `make molecule S=fleet`.
+MOLECULE_LANES ?= 1
+export MOLECULE_LANES
+CI_SCENARIOS := $(filter-out fleet,$(SCENARIOS))
 molecule-all: host-tools collection build images models
-	scripts/molecule-lanes.sh $(SCENARIOS)
+	scripts/molecule-lanes.sh $(CI_SCENARIOS)
 
 build: collection
 	ansible-galaxy collection build --force --output-path $(CACHE)/dist
