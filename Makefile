@@ -18,7 +18,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(CACHE)/collections
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PIP_CACHE_DIR ?= $(CURDIR)/$(CACHE)/pip
 
-.PHONY: help stack test lint sanity unit molecule molecule-all images vllm-image models host-tools collection build clean
+.PHONY: help stack test static-checks molecule-inputs lint sanity unit molecule molecule-all images vllm-image models host-tools collection build clean
 
 help:
 	@echo "make stack | make test | make molecule S=<scenario> ($(SCENARIOS))"
@@ -62,7 +62,17 @@ stack: host-tools collection models
 	ansible-playbook site.yml -i inventories/local
 	@ansible-playbook playbooks/local_summary.yml -i inventories/local
 
-test: lint sanity unit build molecule-all
+# The static checks (CPU work) and the Molecule inputs (base images, the vLLM image, the
+# model: mostly downloads and disk) side by side, each in order; then the scenarios.
+test: host-tools collection
+	$(MAKE) -j2 --output-sync=recurse static-checks molecule-inputs
+	$(MAKE) molecule-all
+
+static-checks:
+	$(MAKE) -j1 lint sanity unit build
+
+molecule-inputs:
+	$(MAKE) -j1 images models
 
 # --- the parts of `make test` -------------------------------------------------------------
 lint: collection

@@ -227,26 +227,3 @@ def test_verify_prints_one_table(state, workers):
 def test_prune_dry_run(state):
     output = playbook("prune.yml", "--check")
     assert "Would remove 0 thread(s)" in output
-
-
-def test_the_schedule_runs_reprovision_under_a_lock(state):
-    """The control host's timer and service, for real; its inventory has no fleet hosts."""
-    state.run_expect([0], "mkdir -p /root/fleet-control && echo 'localhost ansible_connection=local' > /root/fleet-control/inventory.ini")
-    timer = state.service("ai-infra-reprovision.timer")
-    assert timer.is_enabled and timer.is_running
-    assert state.check_output("systemctl show -p NextElapseUSecRealtime --value ai-infra-reprovision.timer").strip()
-    state.run("journalctl --rotate; journalctl --vacuum-time=1s")
-    start = state.run("systemctl start ai-infra-reprovision.service")
-    assert start.rc == 0, state.check_output("journalctl -u ai-infra-reprovision -o cat --no-pager | tail -40")
-    report = json.loads(state.file("/var/lib/ai-infra-reprovision/last-report.json").content_string)
-    assert report["drift"] == {} and report["drift_rc"] == 0
-    journal = state.check_output("journalctl -u ai-infra-reprovision -o cat --no-pager")
-    assert "no hosts matched" in journal and "PLAY RECAP" in journal
-
-    # A run while another holds the lock is skipped, and says so.
-    state.run("systemd-run --unit fleet-lock-holder flock /var/lib/ai-infra-reprovision/run.lock sleep 120")
-    time.sleep(1)
-    assert state.run("systemctl start ai-infra-reprovision.service").rc == 0
-    assert state.check_output("systemctl show -p ExecMainStatus --value ai-infra-reprovision.service").strip() == "75"
-    assert "this one is skipped" in state.check_output("journalctl -u ai-infra-reprovision -o cat --no-pager")
-    state.run("systemctl stop fleet-lock-holder")
