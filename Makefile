@@ -89,7 +89,7 @@ molecule: host-tools collection build images models
 	@test -n "$(S)" || { echo "usage: make molecule S=<scenario>; one of: $(SCENARIOS)"; exit 2; }
 	molecule test -s $(S)
 
-# (build: molecule/fleet installs the collection tarball on its control host.)
+# (build: molecule/reprovision_schedule installs the collection tarball on its hosts.)
 # One after another by default: two lanes side by side (MOLECULE_LANES=2) were slower
 # than planned on 2 cores and timed out removing the vllm scenario's container.
 # molecule/fleet (29 min here) is not in this list yet: with it the run takes over an
