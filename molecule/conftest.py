@@ -7,6 +7,7 @@ see what another machine on the network sees, firewall included.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -58,10 +59,10 @@ def connect_from(prober, address: str, port: int, timeout: float = 2.0) -> str:
     return result.stdout.strip()
 
 
-def restart_container(name: str, timeout: int = 120) -> None:
-    """Reboot a host container (docker restart) and wait until systemd finished booting."""
-    subprocess.run(["docker", "restart", name], check=True, capture_output=True)
+def wait_until_booted(name: str, timeout: int = 120) -> None:
+    """Wait until systemd in a host container finished booting."""
     deadline = time.monotonic() + timeout
+    state = "unknown"
     while time.monotonic() < deadline:
         state = subprocess.run(
             ["docker", "exec", name, "systemctl", "is-system-running"],
@@ -71,6 +72,42 @@ def restart_container(name: str, timeout: int = 120) -> None:
             return
         time.sleep(1)
     raise AssertionError(f"{name} did not finish booting within {timeout}s (state: {state})")
+
+
+def restart_container(name: str, timeout: int = 120) -> None:
+    """Reboot a host container (docker restart) and wait until systemd finished booting."""
+    subprocess.run(["docker", "restart", name], check=True, capture_output=True)
+    wait_until_booted(name, timeout)
+
+
+def recreate_container(name: str, new_address: bool = False, timeout: int = 120) -> None:
+    """Replace a host container by a fresh one from its image: same name, flags, volumes and
+    network (a replaced machine), and wait for systemd. Docker gives the freed address to
+    the next container; with new_address a placeholder holds it while the new one starts,
+    so the replacement gets another address, as a replaced cloud machine does."""
+    info = json.loads(subprocess.run(["docker", "inspect", name], check=True, capture_output=True, text=True).stdout)[0]
+    config, host_config = info["Config"], info["HostConfig"]
+    network = next(iter(info["NetworkSettings"]["Networks"]))
+    argv = ["docker", "run", "--detach", "--name", name, "--hostname", config["Hostname"],
+            "--cgroupns", host_config["CgroupnsMode"], "--shm-size", str(host_config["ShmSize"]),
+            "--network", network]
+    if config.get("StopSignal"):
+        argv += ["--stop-signal", config["StopSignal"]]
+    argv += [f"--cap-add={cap}" for cap in host_config.get("CapAdd") or []]
+    argv += [f"--security-opt={opt}" for opt in host_config.get("SecurityOpt") or []]
+    argv += [f"--tmpfs={path}" + (f":{opts}" if opts else "") for path, opts in (host_config.get("Tmpfs") or {}).items()]
+    argv += [f"--volume={bind}" for bind in host_config.get("Binds") or []]
+    argv += [f"--label={key}={value}" for key, value in (config.get("Labels") or {}).items()]
+    placeholder = f"{name}-placeholder"
+    subprocess.run(["docker", "rm", "--force", name], check=True, capture_output=True)
+    try:
+        if new_address:
+            subprocess.run(["docker", "run", "--detach", "--name", placeholder, "--network", network,
+                            config["Image"], "sleep", "infinity"], check=True, capture_output=True)
+        subprocess.run(argv + [config["Image"], *(config.get("Cmd") or [])], check=True, capture_output=True)
+    finally:
+        subprocess.run(["docker", "rm", "--force", placeholder], check=False, capture_output=True)
+    wait_until_booted(name, timeout)
 
 
 EXCHANGE = """

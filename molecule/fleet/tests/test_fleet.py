@@ -19,7 +19,7 @@ import time
 import pytest
 import testinfra
 
-from conftest import network_address
+from conftest import network_address, recreate_container
 
 TOKEN = "molecule-edge-token-0123456789abcdef"
 PROJECT = pathlib.Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
@@ -163,6 +163,33 @@ def test_a_second_reprovision_finds_no_drift(state, workers):
     assert report["applied"] == {} and report["apply_rc"] is None
     assert output.count(": no drift; drift: 0 task(s)") == 3
     assert (report_dir() / "previous-report.json").exists()
+
+
+def test_a_replaced_worker_is_provisioned_by_reprovision(state, workers):
+    """A spot worker lost and replaced: a fresh machine under the same name at another
+    address. reprovision.yml provisions it fully, and the firewalls, PostgreSQL's client
+    list and the edge follow its address. (The rollouts below then run with it.)"""
+    old_address = network_address(workers[1])
+    recreate_container("fleet-worker-2", new_address=True)
+    assert not workers[1].file(ENV_FILE).exists
+    assert network_address(workers[1]) != old_address
+    output = playbook("reprovision.yml", "-e", f"reprovision_report_dir={report_dir()}")
+    report = json.loads((report_dir() / "last-report.json").read_text())
+    assert report["drift_rc"] == 0 and report["apply_rc"] == 0, output[-4000:]
+    assert len(report["drift"]["fleet-worker-2"]["changed"]) > 20
+    # The state and edge host held the old address: firewall, pg_hba and Caddy's upstreams.
+    state_drift = " ".join(report["drift"]["fleet-state"]["changed"])
+    assert "firewall" in state_drift and "client authentication" in state_drift
+    assert "LangGraph servers the edge" in state_drift
+    # The other worker only in its firewall (the scenario's rules name every worker).
+    assert report["drift"]["fleet-worker-1"]["changed"]
+    assert all("firewall" in task or "nftables" in task for task in report["drift"]["fleet-worker-1"]["changed"])
+    assert sorted(report["applied"]) == ["fleet-state", "fleet-worker-1", "fleet-worker-2"]
+    assert workers[1].service("vllm").is_running and workers[1].service("langgraph-server").is_running
+    assert fragment(state) == (["fleet-worker-1", "fleet-worker-2"], [])
+    assert edge_upstreams(state) == sorted(f"{network_address(w)}:8123" for w in workers)
+    # The edge reaches the new worker through the worker's firewall.
+    state.run_expect([0], "curl -sf --max-time 10 http://%s:8123/ok", network_address(workers[1]))
 
 
 def test_a_rollout_dry_run_changes_nothing(state, workers):
