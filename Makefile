@@ -92,7 +92,7 @@ molecule: host-tools collection build images models
 # (build: molecule/reprovision_schedule installs the collection tarball on its hosts.)
 # One after another by default: two lanes side by side (MOLECULE_LANES=2) were slower
 # than planned on 2 cores and timed out removing the vllm scenario's container.
-# molecule/fleet (29 min here) is not in this list yet: with it the run takes over an
+# molecule/fleet (21 min here) is not in this list yet: with it the run takes over an
 # hour; run it with `make molecule S=fleet`.
 MOLECULE_LANES ?= 1
 export MOLECULE_LANES
