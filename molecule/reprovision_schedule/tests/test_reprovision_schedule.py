@@ -83,6 +83,9 @@ def test_the_secret_environment_is_root_only(host):
     assert SECRET not in host.file(f"/etc/systemd/system/{UNIT}.service").content_string
     assert SECRET not in host.check_output("systemctl show %s.service", UNIT)
     assert 'Environment="ANSIBLE_TIMEOUT=5"' in host.file(f"/etc/systemd/system/{UNIT}.service").content_string
+    # ...but the service reads it, and would fail to start without it (no "-" prefix).
+    files = host.check_output("systemctl show -p EnvironmentFiles --value %s.service", UNIT)
+    assert files.startswith("/etc/ai-infra-reprovision/secrets.env (ignore_errors=no)"), files
 
 
 def test_a_run_with_nothing_to_do_reports_and_logs_to_the_journal(host):
