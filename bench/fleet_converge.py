@@ -69,7 +69,8 @@ def start(names):
         argv += [f"--security-opt={opt}" for opt in spec["security_opts"]]
         argv += [f"--tmpfs={path}" for path in spec["tmpfs"]]
         argv += ["-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "-v", f"{apt_dir(name)}:/var/cache/apt/archives:rw",
-                 "-v", f"{REPO}/.cache/pip:/root/.cache/pip:rw"]
+                 "-v", f"{REPO}/.cache/pip:/root/.cache/pip:rw",
+                 "-v", f"{REPO}/.cache/wheels:/var/cache/ai-infra/wheels:rw"]
         subprocess.run(argv + [spec["image"], spec["command"]], check=True, capture_output=True)
     for name in names:
         for _attempt in range(120):

