@@ -97,7 +97,7 @@ path:
   type: str
   sample: /var/cache/ai-infra/wheels/debian-12-cpython-311-linux-x86_64/3f0c9a1b2d4e5f60
 pip_args:
-  description: Arguments that make C(pip install) use that folder only (empty when O(path) is null).
+  description: Arguments that make C(pip install) use that folder only (empty when RV(path) is null).
   returned: always
   type: list
   elements: str
@@ -132,6 +132,7 @@ from ansible_collections.ai_infra.langgraph_stack.plugins.module_utils.pip_wheel
     set_key,
     unpinned,
 )
+
 
 def count_wheels(path):
     return len([name for name in os.listdir(path) if name.endswith(".whl")])
