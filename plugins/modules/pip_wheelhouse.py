@@ -195,7 +195,10 @@ class Wheelhouse(object):
             requirements_file = os.path.join(staging, "requirements.txt")
             with open(requirements_file, "w") as handle:
                 handle.write("\n".join(lines) + "\n")
-            argv = [python, "-m", "pip", "wheel", "--disable-pip-version-check", "--no-input", "--wheel-dir", staging]
+            # --use-pep517: an sdist without pyproject.toml (forbiddenfruit, under langgraph-api)
+            # is built in an isolated environment that gets setuptools and wheel; without it,
+            # Debian 12's pip runs `setup.py bdist_wheel`, which fails in a venv without wheel.
+            argv = [python, "-m", "pip", "wheel", "--disable-pip-version-check", "--no-input", "--use-pep517", "--wheel-dir", staging]
             for folder in self.params["find_links"]:
                 argv += ["--find-links", folder]
             if self.params["index_url"]:

@@ -172,3 +172,22 @@ def test_os_release_id(tmp_path):
     release.write_text('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\n')
     assert pip_wheelhouse.os_release_id(str(release)) == "debian-12"
     assert pip_wheelhouse.os_release_id(str(tmp_path / "missing")) == "unknown"
+
+
+def test_sdists_are_built_the_pep_517_way(setup, mocker):
+    """Debian 12's pip builds an sdist without pyproject.toml with `setup.py bdist_wheel`
+    unless told otherwise, which fails in a venv without the wheel package (seen with
+    forbiddenfruit, a dependency of langgraph-api)."""
+    calls = []
+
+    def answer(argv, **kwargs):
+        calls.append(argv)
+        if "wheel" in argv:
+            return 1, "", "ERROR: stop here\n"
+        return 0, "cpython-311-linux-x86_64\n", ""
+
+    mocker.patch.object(pip_wheelhouse.AnsibleModule, "run_command", side_effect=answer)
+    with pytest.raises(AnsibleFailJson):
+        run_module(pip_wheelhouse.main, setup)
+    assert "--use-pep517" in calls[-1]
+    assert calls[-1][calls[-1].index("-m") + 1 : calls[-1].index("-m") + 3] == ["pip", "wheel"]
