@@ -97,7 +97,10 @@ path:
   type: str
   sample: /var/cache/ai-infra/wheels/debian-12-cpython-311-linux-x86_64/3f0c9a1b2d4e5f60
 pip_args:
-  description: Arguments that make C(pip install) use that folder only (empty when RV(path) is null).
+  description:
+    - Arguments that make C(pip install) use that folder only.
+    - Empty in check mode, where nothing is installed (M(ansible.builtin.pip) reports any install given
+      C(extra_args) as a change in check mode, so a drift report would list every venv).
   returned: always
   type: list
   elements: str
@@ -237,7 +240,11 @@ class Wheelhouse(object):
         python = self.venv_python() if self.module.check_mode else self.ensure_venv()
         family = os.path.join(params["wheelhouse"], family_name(os_release_id(), self.python_tag(python)))
         path = os.path.join(family, key)
-        result = dict(changed=False, built=False, path=path, pip_args=["--no-index", "--find-links", path])
+        # No arguments in a dry run, where nothing is installed: ansible.builtin.pip reports
+        # every install given extra_args as a change in check mode, and a drift report
+        # (reprovision.yml) would list every venv as drifted.
+        pip_args = [] if self.module.check_mode else ["--no-index", "--find-links", path]
+        result = dict(changed=False, built=False, path=path, pip_args=pip_args)
         if os.path.isdir(path):
             result["wheels"] = count_wheels(path)
             return result

@@ -87,6 +87,17 @@ def test_check_mode_builds_nothing(setup):
     result = run_module(pip_wheelhouse.main, setup, check_mode=True)
     assert result["changed"] and not result["built"]
     assert not os.path.exists(result["path"])
+    assert result["pip_args"] == []
+
+
+def test_check_mode_gives_pip_no_arguments(setup):
+    """ansible.builtin.pip calls any install with extra_args a change in check mode: a drift
+    report (reprovision.yml) listed every venv as drifted until the dry run got none."""
+    built = run_module(pip_wheelhouse.main, setup)
+    result = run_module(pip_wheelhouse.main, setup, check_mode=True)
+    assert not result["changed"]
+    assert result["path"] == built["path"]
+    assert result["pip_args"] == []
 
 
 def test_check_mode_before_the_venv_exists(setup, tmp_path):
