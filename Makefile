@@ -90,13 +90,17 @@ molecule: host-tools collection build images models
 	molecule test -s $(S)
 
 # (build: molecule/reprovision_schedule installs the collection tarball on its hosts.)
-# Every scenario, molecule/fleet included. One after another by default: two lanes side
-# by side (MOLECULE_LANES=2) were slower than planned on 2 cores and timed out removing
-# the vllm scenario's container.
+# One after another by default: two lanes side by side (MOLECULE_LANES=2) were slower
+# than planned on 2 cores and timed out removing the vllm scenario's container.
+# molecule/fleet is not in this list yet: measured 2026-12-02, its converge took 8 min
+# with empty caches and each no-op site.yml on its three hosts 143 s, and its tests run
+# about ten such playbooks, which would take CI past its limit; run it with
+# `make molecule S=fleet`.
 MOLECULE_LANES ?= 1
 export MOLECULE_LANES
+CI_SCENARIOS := $(filter-out fleet,$(SCENARIOS))
 molecule-all: host-tools collection build images models
-	scripts/molecule-lanes.sh $(SCENARIOS)
+	scripts/molecule-lanes.sh $(CI_SCENARIOS)
 
 build: collection
 	ansible-galaxy collection build --force --output-path $(CACHE)/dist

@@ -19,14 +19,10 @@ done
 for suite in bookworm bookworm-2 bookworm-3 trixie; do
   mkdir -p "$repo/.cache/apt-archives/$suite/partial"
 done
-# Second and third hosts of one suite in one scenario (molecule/fleet) have folders of
-# their own, started as hard links to the first's downloads (apt replaces files, never
-# edits them).
+# Second and third hosts of one suite in one scenario (molecule/fleet, molecule/vllm) have
+# folders of their own, given hard links to every download of the first's that they lack,
+# on every run (apt replaces files, never edits them; -n keeps what they have).
 for extra in bookworm-2 bookworm-3; do
-  if [ -z "$(find "$repo/.cache/apt-archives/$extra" -maxdepth 1 -name '*.deb' -print -quit)" ]; then
-    cp -aln "$repo/.cache/apt-archives/bookworm/." "$repo/.cache/apt-archives/$extra/" 2>/dev/null || true
-    # apt locks that file: a hard link would be one lock for both.
-    rm -f "$repo/.cache/apt-archives/$extra/lock"
-  fi
+  find "$repo/.cache/apt-archives/bookworm" -maxdepth 1 -name '*.deb' -exec cp -ln -t "$repo/.cache/apt-archives/$extra/" {} + 2>/dev/null || true
 done
 
