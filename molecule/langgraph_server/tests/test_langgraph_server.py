@@ -202,13 +202,15 @@ def test_replacement_machine_serves_old_threads(host):
     unknown = host.run(
         "cd $(mktemp -d) && chown langgraph . && (runuser -u langgraph -- env $(grep -v '^#' /etc/langgraph/langgraph.env | xargs) "
         f"{HOME}/current/venv/bin/langgraph dev --no-reload --no-browser --port 8125 --config {HOME}/current/langgraph.json "
-        ">server.log 2>&1 &) && for i in $(seq 120); do curl -sf http://127.0.0.1:8125/ok >/dev/null && break; sleep 0.5; done; "
+        ">server.log 2>&1 &) && for i in $(seq 360); do curl -sf http://127.0.0.1:8125/ok >/dev/null && break; sleep 0.5; done; "
         f"curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:8125/threads/{thread_id}; "
-        "pkill -f 'port 8125'"
+        "pkill -f 'port 8125'; echo; tail -n 20 server.log"
     )
-    assert unknown.stdout.strip().endswith("404"), unknown.stdout
-
+    answer = unknown.stdout.strip().splitlines()[0] if unknown.stdout.strip() else ""
+    # Before asserting: a failure above must not leave the host without its server.
     host.run_expect([0], f"systemctl start {UNIT}")
+    assert answer.endswith("404"), unknown.stdout
+
     wait_until_serving(host)
     log = host.check_output(f"journalctl -u {UNIT} -o cat --since=-2min")
     assert "registered again:" in log
