@@ -218,8 +218,16 @@ class Wheelhouse(object):
                 )
             # mkdtemp made it 0700: hosts that share the folder read it as other users too.
             os.chmod(staging, 0o755)
-            os.rename(staging, destination)
+            try:
+                os.rename(staging, destination)
+            except OSError:
+                # A builder that does not take the lock (the vLLM test image's build script)
+                # finished first: its folder is as good; this one is dropped.
+                if not os.path.isdir(destination):
+                    raise
+                return False
             staging = None
+            return True
         finally:
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
@@ -256,8 +264,7 @@ class Wheelhouse(object):
                 os.makedirs(family, 0o755)
             with locked(os.path.join(family, ".%s.lock" % key)):
                 # Another host may have built it while this one waited.
-                if not os.path.isdir(path):
-                    self.build(python, lines, path)
+                if not os.path.isdir(path) and self.build(python, lines, path):
                     result.update(changed=True, built=True)
         except (IOError, OSError) as exc:
             raise WheelhouseError("cannot write the wheelhouse %s: %s" % (params["wheelhouse"], to_native(exc)))

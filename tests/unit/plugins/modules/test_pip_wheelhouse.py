@@ -202,3 +202,20 @@ def test_sdists_are_built_the_pep_517_way(setup, mocker):
         run_module(pip_wheelhouse.main, setup)
     assert "--use-pep517" in calls[-1]
     assert calls[-1][calls[-1].index("-m") + 1 : calls[-1].index("-m") + 3] == ["pip", "wheel"]
+
+
+def test_a_folder_renamed_into_place_by_another_builder_meanwhile_is_kept(setup, mocker):
+    """A builder without the lock (the vLLM test image's script) may finish first."""
+    real_rename = os.rename
+
+    def other_builder_first(source, destination):
+        os.makedirs(destination)
+        with open(os.path.join(destination, "theirs.whl"), "w"):
+            pass
+        real_rename(source, destination)  # raises: the folder is there and not empty
+
+    mocker.patch.object(pip_wheelhouse.os, "rename", side_effect=other_builder_first)
+    result = run_module(pip_wheelhouse.main, setup)
+    assert not result["changed"] and not result["built"]
+    assert os.listdir(result["path"]) == ["theirs.whl"]
+    assert [n for n in os.listdir(os.path.dirname(result["path"])) if n.startswith(".building-")] == []
