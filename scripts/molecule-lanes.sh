@@ -14,7 +14,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
 lanes=${MOLECULE_LANES:-1}
 declare -A seconds=(
-  [fleet]=1500 [langgraph_server]=800 [phoenix]=540 [vllm]=540 [caddy]=460
+  [fleet]=1800 [langgraph_server]=913 [phoenix]=540 [vllm]=991 [caddy]=460
   [postgresql]=270 [base]=180 [redis]=120 [reprovision_schedule]=120 [nvidia_container_toolkit]=115 [nvidia_driver]=115
 )
 scenarios=("$@")
