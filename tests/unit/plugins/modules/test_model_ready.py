@@ -1,5 +1,5 @@
 """model_ready against a real local HTTP server that answers like vLLM's OpenAI server
-(the shapes and /metrics line are those vLLM gave on the CPU: ../shared/notes/environment.md)."""
+(the shapes and /metrics line are those vLLM 0.32 gave on the CPU on our build machines)."""
 
 from __future__ import annotations
 

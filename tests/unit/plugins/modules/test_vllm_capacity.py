@@ -51,7 +51,7 @@ def test_parameter_estimate_within_two_percent(name, published_billions):
 
 def test_smollm2_matches_what_vllm_logged_on_the_cpu():
     # vLLM CPU with VLLM_CPU_KVCACHE_SPACE=1: "CPU KV cache size: 46,592 tokens, Maximum
-    # concurrency for 2,048 tokens per request: 22.75x" (../shared/notes/environment.md).
+    # concurrency for 2,048 tokens per request: 22.75x" (vLLM CPU on our build machines).
     result = run("SmolLM2-135M-Instruct", kv_cache_mib=1024, block_size=128, max_model_len=2048, required_concurrency=8)
     assert result["kv_bytes_per_token"] == 23040
     assert result["kv_cache_tokens"] == 46592
