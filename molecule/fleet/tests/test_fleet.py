@@ -83,7 +83,8 @@ def recap(output):
     hosts = {}
     for line in output.split("PLAY RECAP")[-1].splitlines()[1:]:
         parts = line.split()
-        if len(parts) > 2 and parts[1] == ":":
+        # Only "host : ok=n changed=n ...": profile_tasks' "role : task --- 1.2s" lines follow.
+        if len(parts) > 2 and parts[1] == ":" and parts[2].startswith("ok="):
             hosts[parts[0]] = {k: int(v) for k, v in (p.split("=") for p in parts[2:])}
     return hosts
 
