@@ -18,7 +18,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(CACHE)/collections
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PIP_CACHE_DIR ?= $(CURDIR)/$(CACHE)/pip
 
-.PHONY: help stack test static-checks molecule-inputs lint sanity unit molecule molecule-all images vllm-image models host-tools collection build clean
+.PHONY: help stack test static-checks molecule-inputs lint sanity unit molecule molecule-all bench-quick images vllm-image models host-tools collection build clean
 
 help:
 	@echo "make stack | make test | make molecule S=<scenario> ($(SCENARIOS))"
@@ -66,6 +66,7 @@ stack: host-tools collection models
 # model: mostly downloads and disk) side by side, each in order; then the scenarios.
 test: host-tools collection
 	$(MAKE) -j2 --output-sync=recurse static-checks molecule-inputs
+	$(MAKE) bench-quick
 	$(MAKE) molecule-all
 
 static-checks:
@@ -85,6 +86,13 @@ sanity: host-tools collection
 unit: collection
 	scripts/ansible-test.sh units --python 3.11
 
+# The benchmarks that need no Molecule host, in their quick mode: they must not rot (the
+# figures come from full runs; bench/README.md). prune_checkpoints.py runs in
+# molecule/postgresql, on its PostgreSQL.
+bench-quick: collection vllm-image models
+	python bench/vllm_readiness.py --quick --image langgraph-stack-vllm-cpu:0.32.0 \
+	  --model $(CACHE)/models/SmolLM2-135M-Instruct
+
 molecule: host-tools collection build images models
 	@test -n "$(S)" || { echo "usage: make molecule S=<scenario>; one of: $(SCENARIOS)"; exit 2; }
 	molecule test -s $(S)
@@ -92,10 +100,9 @@ molecule: host-tools collection build images models
 # (build: molecule/reprovision_schedule installs the collection tarball on its hosts.)
 # One after another by default: two lanes side by side (MOLECULE_LANES=2) were slower
 # than planned on 2 cores and timed out removing the vllm scenario's container.
-# molecule/fleet is not in this list yet: measured 2026-12-02, its converge took 8 min
-# with empty caches and each no-op site.yml on its three hosts 143 s, and its tests run
-# about ten such playbooks, which would take CI past its limit; run it with
-# `make molecule S=fleet`.
+# molecule/fleet is not in this list yet: measured 2026-12-02 with warm caches it took
+# 27 min alone (its tests run about ten playbooks), which would take CI past its limit;
+# run it with `make molecule S=fleet`.
 MOLECULE_LANES ?= 1
 export MOLECULE_LANES
 CI_SCENARIOS := $(filter-out fleet,$(SCENARIOS))

@@ -157,7 +157,11 @@ def main():
     parser.add_argument("--checkpoints-per-thread", type=int, default=100)
     parser.add_argument("--blobs-per-thread", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--quick", action="store_true",
+                        help="200 threads x 10 checkpoints: proves the script runs (make test); no figures")
     args = parser.parse_args()
+    if args.quick:
+        args.threads, args.checkpoints_per_thread, args.blobs_per_thread = 200, 10, 2
 
     conn = psycopg2.connect(args.dsn, connection_factory=TimedConnection)
     results = {}

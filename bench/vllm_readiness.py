@@ -17,6 +17,9 @@ and concurrency against what vLLM reports in vllm:cache_config_info on /metrics.
 usage (from the repository root, after `make collection` and `make vllm-image`):
   .venv/bin/python bench/vllm_readiness.py --image langgraph-stack-vllm-cpu:0.32.0 \
       --model .cache/models/SmolLM2-135M-Instruct
+
+`make test` runs it with --quick (one setting) so that it does not rot; the figures come
+from a full run.
 """
 
 from __future__ import annotations
@@ -153,7 +156,11 @@ def main():
     parser.add_argument("--port", type=int, default=18000)
     parser.add_argument("--interval", type=float, default=5, help="model_ready's interval (the role uses the default, 5)")
     parser.add_argument("--settings", default="1:2048,2:2048,1:8192", help="KV GiB:max_model_len, comma-separated")
+    parser.add_argument("--quick", action="store_true",
+                        help="one setting (1:2048), model_ready at a 1 s interval: proves the script runs (make test)")
     args = parser.parse_args()
+    if args.quick:
+        args.settings, args.interval = "1:2048", 1.0
 
     rows = [measure(args, *map(int, setting.split(":"))) for setting in args.settings.split(",")]
     width = max(len(key) for key in rows[0])

@@ -187,3 +187,31 @@ def test_backup_dumps_every_database_and_rotates(host):
     langgraph_dump = sorted(n for n in names if n.startswith("langgraph-"))[-1]
     toc = host.check_output("pg_restore --list /var/backups/postgresql/%s" % langgraph_dump)
     assert "TABLE public checkpoints" in toc
+
+
+def test_prune_benchmark_quick_mode(host, threads):
+    """bench/prune_checkpoints.py --quick on a scratch database: the bench does not rot."""
+    collection = pathlib.Path(__file__).resolve().parents[3]
+    for relative in ("bench/prune_checkpoints.py", "plugins/module_utils/checkpoint_prune.py"):
+        source = (collection / relative).read_text(encoding="utf-8")
+        host.check_output("mkdir -p /opt/molecule-files/%s" % pathlib.Path(relative).parent)
+        host.check_output("cat > /opt/molecule-files/%s <<'PYEOF'\n%s\nPYEOF" % (relative, source))
+    as_postgres = "cd /tmp && runuser -u postgres -- "
+    host.check_output(as_postgres + "dropdb --if-exists bench_prune")
+    host.check_output(as_postgres + "createdb bench_prune")
+    try:
+        host.check_output(
+            as_postgres + TEST_VENV + "/bin/python -c "
+            "'from langgraph.checkpoint.postgres import PostgresSaver as S\n"
+            "with S.from_conn_string(\"dbname=bench_prune\") as saver: saver.setup()'"
+        )
+        out = host.check_output(
+            as_postgres + "python3 /opt/molecule-files/bench/prune_checkpoints.py --dsn dbname=bench_prune --quick"
+        )
+    finally:
+        host.run(as_postgres + "dropdb --if-exists bench_prune")
+    lines = {line.split("  ")[0]: line.split() for line in out.splitlines()}
+    assert "ratio ours/seed:" in out, out
+    # ours leaves no orphans; the seed guide's DELETE leaves its blobs and writes behind.
+    assert lines["orphaned blobs"][-2:] == ["0", "200"], out
+    assert lines["orphaned writes"][-2:] == ["0", "1000"], out
