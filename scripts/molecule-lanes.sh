@@ -14,8 +14,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
 lanes=${MOLECULE_LANES:-1}
 declare -A seconds=(
-  [fleet]=1800 [langgraph_server]=913 [phoenix]=540 [vllm]=991 [caddy]=460
-  [postgresql]=270 [base]=180 [redis]=120 [reprovision_schedule]=120 [nvidia_container_toolkit]=115 [nvidia_driver]=115
+  [fleet]=1634 [langgraph_server]=709 [phoenix]=571 [vllm]=611 [caddy]=399
+  [postgresql]=229 [base]=146 [redis]=139 [reprovision_schedule]=170 [nvidia_container_toolkit]=102 [nvidia_driver]=113
 )
 scenarios=("$@")
 if [ ${#scenarios[@]} -eq 0 ]; then
