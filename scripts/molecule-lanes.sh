@@ -14,8 +14,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
 lanes=${MOLECULE_LANES:-1}
 declare -A seconds=(
-  [fleet]=1634 [langgraph_server]=709 [phoenix]=571 [vllm]=611 [caddy]=399
-  [postgresql]=229 [base]=146 [redis]=139 [reprovision_schedule]=170 [nvidia_container_toolkit]=102 [nvidia_driver]=113
+  [fleet]=1634 [langgraph_server]=625 [phoenix]=461 [vllm]=639 [caddy]=357
+  [postgresql]=224 [base]=135 [redis]=97 [reprovision_schedule]=150 [nvidia_container_toolkit]=100 [nvidia_driver]=80
 )
 scenarios=("$@")
 if [ ${#scenarios[@]} -eq 0 ]; then
