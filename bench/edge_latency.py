@@ -70,26 +70,35 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true",
+                        help="1 s per row, 2 connections: proves the script runs (molecule/caddy); no figures")
     args = parser.parse_args()
+    if args.quick:
+        args.duration, args.connections = 1, 2
     c = args.container
 
     sh(c, "command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null")
     caddyfile = sh(c, "cat /etc/caddy/Caddyfile")
-    upstream = re.search(r"reverse_proxy (\S+)", caddyfile).group(1)
-    site = re.search(r"^(\S+) \{$", caddyfile, re.MULTILINE).group(1)
-    address = site.split("://")[-1].split(":")[0]
+    # The servers are `to` lines in a fragment the site imports (the caddy_upstreams module).
+    fragment = re.search(r"reverse_proxy \{\s*(?:#[^\n]*\s*)*import (\S+)", caddyfile).group(1)
+    upstream = re.search(r"^\s*to (\S+)", sh(c, f"cat {fragment}"), re.MULTILINE).group(1)
+    # The first site block (snippets are "(name) {"); the bench keeps only that one.
+    site_match = re.search(r"^([^\s(#{][^\s]*) \{$", caddyfile, re.MULTILINE)
+    site = site_match.group(1)
+    site_end = caddyfile.index("\n}\n", site_match.end()) + 3
+    caddyfile = caddyfile[:site_end]
+    address = site.split("://")[-1].rsplit(":", 1)[0] if ":" in site.split("://")[-1] else site.split("://")[-1]
+    gate = re.search(r"forward_auth (\S+)", caddyfile).group(1)
 
     # A gate with the host's configuration and a budget that refuses nothing.
     config = json.loads(sh(c, "cat /etc/ai-infra-gate/gate.json"))
     config["limits"] = {"default": {"requests": 10**9, "period": 60, "burst": 0}, "routes": []}
     config["key_prefix"] = "ai-infra-gate-bench"
     sh(c, f"cat > /tmp/bench-gate.json << 'EOF'\n{json.dumps(config)}\nEOF")
-    bench_caddyfile = (
-        caddyfile.replace(f"127.0.0.1:{9180}", f"127.0.0.1:{BENCH_GATE_PORT}")
-        .replace("\tadmin localhost:2019", "\tadmin off")
-        .replace(f"\n{site} {{", f"\nhttps://{address}:{BENCH_HTTPS_PORT} {{")
-        .replace("/var/log/caddy/access.log", "/tmp/bench-access.log")
-    )
+    bench_caddyfile = caddyfile.replace(f"forward_auth {gate}", f"forward_auth 127.0.0.1:{BENCH_GATE_PORT}").replace(
+        f"\n{site} {{", f"\nhttps://{address}:{BENCH_HTTPS_PORT} {{")
+    bench_caddyfile = re.sub(r"\tadmin \S+", "\tadmin off", bench_caddyfile)
+    bench_caddyfile = re.sub(r"output file \S+", "output file /tmp/bench-access.log", bench_caddyfile)
     bench_caddyfile = re.sub(r"\thttp_port \d+", f"\thttp_port {BENCH_HTTPS_PORT - 363}", bench_caddyfile)
     bench_caddyfile = re.sub(r"\thttps_port \d+", f"\thttps_port {BENCH_HTTPS_PORT}", bench_caddyfile)
     sh(c, f"cat > /tmp/bench.Caddyfile << 'EOF'\n{bench_caddyfile}\nEOF")
@@ -116,7 +125,8 @@ def main() -> None:
         rows = {(name, n): wrk(c, url, headers, args, n)
                 for n in (1, args.connections) for name, (url, headers) in targets.items()}
     finally:
-        sh(c, "pkill -f bench.Caddyfile; pkill -f bench-gate.json; set -a; . /etc/ai-infra-gate/gate.env; "
+        # [b]: the patterns must not match this shell's own command line (pkill would end it).
+        sh(c, "pkill -f '[b]ench.Caddyfile'; pkill -f '[b]ench-gate.json'; set -a; . /etc/ai-infra-gate/gate.env; "
               "/opt/ai-infra/gate/venv/bin/python -c \"import os, redis; r = redis.from_url(os.environ['GATE_REDIS_URI']); "
               "[r.delete(k) for k in r.scan_iter('*ai-infra-gate-bench*')]\"", check=False)
 

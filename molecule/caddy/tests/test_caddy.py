@@ -293,3 +293,27 @@ def test_plugin_backend_refused_on_a_standard_caddy(host):
     output = converge_with(host, caddy_rate_limit_backend="plugin")
     assert "has no http.handlers.rate_limit module" in output
     assert "limits" in host.file("/etc/ai-infra-gate/gate.json").content_string
+
+
+def test_edge_latency_benchmark_quick_mode(host):
+    """bench/edge_latency.py --quick against this edge: the bench does not rot, and every
+    request of its direct and edge rows (a second Caddy and gate from the host's own files)
+    got a 2xx."""
+    if not host.backend.get_hostname().endswith("-debian12"):
+        return
+    collection = pathlib.Path(__file__).resolve().parents[3]
+    run = subprocess.run(
+        ["python", str(collection / "bench" / "edge_latency.py"), "--container", host.backend.get_hostname(),
+         "--token", TOKEN, "--quick"],
+        capture_output=True, text=True, check=False, timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = [line.split() for line in run.stdout.splitlines() if line.split()[:1] in (["direct"], ["edge"])]
+    assert len(rows) == 4, run.stdout
+    for name, _conns, _p50, _p99, _rps, requests, non_2xx in rows:
+        assert int(requests) > 0 and int(non_2xx) == 0, (name, run.stdout)
+    # The bench's own Caddy and gates are gone (given a few seconds to exit); the host's are
+    # untouched. ([b]: the pattern must not match the shell running pgrep.)
+    gone = host.run("for i in $(seq 20); do pgrep -af '[b]ench.Caddyfile|[b]ench-gate.json' || exit 0; sleep 0.5; done; exit 1")
+    assert gone.rc == 0, gone.stdout
+    assert host.service("caddy").is_running
