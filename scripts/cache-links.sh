@@ -16,13 +16,14 @@ for name in apt-archives pip wheels models images; do
     ln -s "$shared/$name" "$repo/.cache/$name"
   fi
 done
-for suite in bookworm bookworm-2 bookworm-3 trixie; do
+for suite in bookworm bookworm-2 bookworm-3 trixie trixie-2; do
   mkdir -p "$repo/.cache/apt-archives/$suite/partial"
 done
-# Second and third hosts of one suite in one scenario (molecule/fleet, molecule/vllm) have
+# Second and third hosts of one suite in one scenario (molecule/fleet, molecule/vllm,
+# molecule/langgraph_server's second replica) have
 # folders of their own, given hard links to every download of the first's that they lack,
 # on every run (apt replaces files, never edits them; -n keeps what they have).
-for extra in bookworm-2 bookworm-3; do
-  find "$repo/.cache/apt-archives/bookworm" -maxdepth 1 -name '*.deb' -exec cp -ln -t "$repo/.cache/apt-archives/$extra/" {} + 2>/dev/null || true
+for extra in bookworm-2 bookworm-3 trixie-2; do
+  find "$repo/.cache/apt-archives/${extra%-*}" -maxdepth 1 -name '*.deb' -exec cp -ln -t "$repo/.cache/apt-archives/$extra/" {} + 2>/dev/null || true
 done
 

@@ -35,14 +35,14 @@ done
 
 logs=.cache/molecule-logs
 mkdir -p "$logs"
-for suite in bookworm bookworm-2 bookworm-3 trixie; do mkdir -p ".cache/apt-archives/$suite/partial"; done
+for suite in bookworm bookworm-2 bookworm-3 trixie trixie-2; do mkdir -p ".cache/apt-archives/$suite/partial"; done
 
 run_lane() {
   local lane=$1; shift
   local apt=.cache/apt-archives
   if (( lane > 1 )); then
     apt=.cache/apt-archives/lane$lane
-    for suite in bookworm bookworm-2 bookworm-3 trixie; do
+    for suite in bookworm bookworm-2 bookworm-3 trixie trixie-2; do
       mkdir -p "$apt/$suite/partial"
       # Hard links: no copy of the data; apt replaces files, it never edits them.
       cp -aln .cache/apt-archives/$suite/. "$apt/$suite/" 2>/dev/null || true

@@ -14,6 +14,13 @@ checkpoints (checkpoint_blobs has no checkpoint_id, so deleting by thread is the
 way not to leave blobs behind). Deletion runs in batches of threads, one short
 transaction per batch, and each batch checks again that its threads are still stale, so
 a thread resumed after the candidates were listed is kept.
+
+When the database also holds the agent server's own tables (Aegra: `thread`, whose
+`runs`, `crons` and `thread_ttl` rows go with it by ON DELETE CASCADE), a stale thread's
+row goes in the same transaction as its checkpoints, and so does a thread row that never
+got a checkpoint once it is older than the cutoff (`updated_at`). A thread with a run
+pending or running is never pruned, however old: a run the queue has not finished must
+find its thread and checkpoints.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -21,6 +28,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 TABLES = ("checkpoint_writes", "checkpoint_blobs", "checkpoints")
+# The agent server's thread table (Aegra), pruned with the checkpoints when it exists.
+ENGINE_THREADS = "thread"
+ENGINE_BUSY_STATUSES = ["pending", "running"]
 
 # Threads whose newest checkpoint is older than the cutoff, oldest first.
 _STALE_THREADS = """
@@ -35,6 +45,25 @@ SELECT thread_id FROM checkpoints
 WHERE thread_id = ANY(%(threads)s)
 GROUP BY thread_id
 HAVING max((checkpoint->>'ts')::timestamptz) < %(cutoff)s
+"""
+
+# With the engine's tables: threads whose newest checkpoint is older than the cutoff, or
+# that have none and whose row was last updated before it; never one with a run pending
+# or running, nor one whose row was updated since the cutoff.
+_ENGINE_STALE_THREADS = """
+SELECT thread_id FROM (
+    SELECT thread_id, max((checkpoint->>'ts')::timestamptz) AS last FROM checkpoints
+    WHERE %(only)s::text[] IS NULL OR thread_id = ANY(%(only)s)
+    GROUP BY thread_id
+    UNION ALL
+    SELECT t.thread_id, t.updated_at FROM thread t
+    WHERE (%(only)s::text[] IS NULL OR t.thread_id = ANY(%(only)s))
+      AND NOT EXISTS (SELECT 1 FROM checkpoints c WHERE c.thread_id = t.thread_id)
+) AS candidates
+WHERE last < %(cutoff)s
+  AND NOT EXISTS (SELECT 1 FROM thread t WHERE t.thread_id = candidates.thread_id AND t.updated_at >= %(cutoff)s)
+  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.thread_id = candidates.thread_id AND r.status = ANY(%(busy)s))
+ORDER BY last
 """
 
 
@@ -54,6 +83,12 @@ def check_schema(cursor):
             "(run the langgraph-checkpoint-postgres setup, or check the database name)"
             % ", ".join(missing)
         )
+
+
+def has_engine_tables(cursor):
+    """True when the agent server's thread and runs tables (Aegra) are in this database."""
+    cursor.execute("SELECT to_regclass('thread') IS NOT NULL AND to_regclass('runs') IS NOT NULL")
+    return bool(cursor.fetchone()[0])
 
 
 def _cutoff(cursor, retention_days):
@@ -78,23 +113,34 @@ def prune(conn, retention_days, batch_size=500, dry_run=False, log=None):
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
         raise PruneError("batch_size must be a whole number greater than 0")
     log = log or (lambda message: None)
-    rows = dict((table, 0) for table in TABLES)
 
     conn.autocommit = False
     with conn.cursor() as cursor:
         check_schema(cursor)
+        engine = has_engine_tables(cursor)
+        tables = TABLES + ((ENGINE_THREADS,) if engine else ())
         cutoff = _cutoff(cursor, retention_days)
-        cursor.execute(_STALE_THREADS, {"cutoff": cutoff})
+        if engine:
+            cursor.execute(_ENGINE_STALE_THREADS, {"cutoff": cutoff, "only": None, "busy": ENGINE_BUSY_STATUSES})
+        else:
+            cursor.execute(_STALE_THREADS, {"cutoff": cutoff})
         candidates = [row[0] for row in cursor.fetchall()]
     conn.commit()
+    rows = dict((table, 0) for table in tables)
     log("%d thread(s) with no checkpoint since %s" % (len(candidates), cutoff.isoformat()))
 
     pruned = 0
     for batch in _batches(candidates, batch_size):
         with conn.cursor() as cursor:
-            cursor.execute(_STILL_STALE, {"threads": batch, "cutoff": cutoff})
+            if engine:
+                # Lock the batch's thread rows first: a run created meanwhile waits for
+                # this short transaction, and one created before is seen as busy below.
+                cursor.execute("SELECT 1 FROM thread WHERE thread_id = ANY(%s) FOR UPDATE", (batch,))
+                cursor.execute(_ENGINE_STALE_THREADS, {"cutoff": cutoff, "only": batch, "busy": ENGINE_BUSY_STATUSES})
+            else:
+                cursor.execute(_STILL_STALE, {"threads": batch, "cutoff": cutoff})
             stale = [row[0] for row in cursor.fetchall()]
-            for table in TABLES:
+            for table in tables:
                 if dry_run:
                     cursor.execute(
                         "SELECT count(*) FROM %s WHERE thread_id = ANY(%%s)" % table, (stale,)
@@ -113,7 +159,7 @@ def prune(conn, retention_days, batch_size=500, dry_run=False, log=None):
         % (
             "would remove" if dry_run else "removed",
             pruned,
-            ", ".join("%s %d rows" % (table, rows[table]) for table in TABLES),
+            ", ".join("%s %d rows" % (table, rows[table]) for table in tables),
         )
     )
     return pruned, rows

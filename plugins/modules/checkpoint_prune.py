@@ -18,6 +18,10 @@ description:
     in batches of O(batch_size) threads, one short transaction per batch.
   - Runs the same code as the prune timer that the P(ai_infra.langgraph_stack.postgresql#role)
     role installs.
+  - When the database also holds the agent server's own tables (Aegra's C(thread) and C(runs)), a stale
+    thread's row goes with its checkpoints in the same transaction (its runs, crons and TTL rows
+    cascade), a thread row without checkpoints is pruned once its C(updated_at) is older than the
+    cutoff, and a thread with a run pending or running is never pruned.
   - In check mode nothing is deleted and the counts say what would be.
 author:
   - ai_infra platform team (@ai-infra)
@@ -111,6 +115,11 @@ rows_deleted:
     checkpoint_writes:
       description: Rows removed from C(checkpoint_writes).
       type: int
+    thread:
+      description: Rows removed from the agent server's C(thread) table (their C(runs), C(crons) and
+        C(thread_ttl) rows go with them); only when the database has Aegra's tables.
+      type: int
+      returned: when the database has the agent server's tables
 """
 
 import re

@@ -1,23 +1,30 @@
-"""Verifies the langgraph_server role: a real server on a real Postgres, driven through
-langgraph-sdk (the HTTP API LangGraph Studio uses), killed, wiped and resumed."""
+"""Verifies the langgraph_server role on its default engine, Aegra: two replicas on Debian 13
+that share one PostgreSQL and one Redis (on the Debian 12 state host, which also serves
+the real small model with vLLM), driven through langgraph-sdk (the HTTP API LangGraph
+Studio uses). Every replica answers for every thread and run; a run whose replica was
+killed, or whose whole host died, finishes by itself on what is left."""
 
 from __future__ import annotations
 
 import json
 import os
 import pathlib
+import re
 import subprocess
 import time
 
 import pytest
-from conftest import connect_from, listening_on, network_address
+import testinfra
+from conftest import connect_from, listening_on, network_address, wait_until_booted
 
-testinfra_hosts = ["ansible://molecule_hosts"]
+testinfra_hosts = ["ansible://agent_servers"]
 
 HOME = "/opt/ai-infra/langgraph"
 PYTHON = f"{HOME}/current/venv/bin/python"
 UNIT = "langgraph-server"
 URL = "http://127.0.0.1:8123"
+REPLICAS = ("langgraph_server-replica-a", "langgraph_server-replica-b")
+STATE_HOST = "langgraph_server-debian12"
 
 # Each call runs this prelude, then the test's code, inside the host with the release's
 # own Python (langgraph-sdk is in it). `out(x)` prints the JSON the test reads back.
@@ -33,18 +40,23 @@ asyncio.run(main())
 """
 
 
-def sdk(host, code: str):
+def script(code: str) -> str:
     body = "\n".join("    " + line for line in code.strip().splitlines())
-    return json.loads(host.check_output("%s -c %s", PYTHON, PRELUDE % (URL, body)).splitlines()[-1])
+    return PRELUDE % (URL, body)
 
 
-def new_interrupted_thread(host) -> str:
-    """A thread of the smoke graph that stopped before its second node."""
-    return sdk(host, """
-thread = await client.threads.create()
-await client.runs.wait(thread["thread_id"], "smoke", input={}, interrupt_before=["second"])
-out(thread["thread_id"])
-""")
+def sdk(host, code: str):
+    return json.loads(host.check_output("%s -c %s", PYTHON, script(code)).splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def replicas():
+    return [testinfra.get_host(f"docker://{name}") for name in REPLICAS]
+
+
+@pytest.fixture(scope="module")
+def state_host():
+    return testinfra.get_host(f"docker://{STATE_HOST}")
 
 
 def state_of(host, thread_id: str):
@@ -63,7 +75,7 @@ def wait_until_serving(host, old_pid: str | None = None, timeout: int = 120) -> 
     while time.time() < deadline:
         pid = main_pid(host)
         if pid not in ("0", old_pid) and host.run(f"systemctl is-active {UNIT}").stdout.strip() == "active":
-            if host.run(f"curl -sf {URL}/ok").rc == 0:
+            if host.run(f"curl -sf {URL}/health").rc == 0:
                 return
         time.sleep(1)
     raise AssertionError(f"{UNIT} did not come back within {timeout} s")
@@ -74,61 +86,98 @@ def env_file(host) -> dict[str, str]:
     return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
 
 
-def needs_vllm(host) -> None:
-    if not host.backend.get_hostname().endswith("debian12"):
-        pytest.skip("vLLM runs on the Debian 12 host only (its CPU wheels need Python 3.11)")
-
-
-def vllm_requests_finished(host) -> int:
+def vllm_requests_finished(state_host) -> int:
     """vLLM's own count of finished requests, summed over finish reasons."""
-    metrics = host.check_output("curl -sf http://127.0.0.1:8000/metrics")
+    address = network_address(state_host)
+    metrics = state_host.check_output(f"curl -sf http://{address}:8000/metrics")
     return int(sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith("vllm:request_success_total")))
 
 
-def sigkill(host) -> None:
-    pid = main_pid(host)
-    host.run_expect([0], f"systemctl kill -s SIGKILL {UNIT}")
-    wait_until_serving(host, old_pid=pid)
+def start_slow_run(host, seconds: int) -> tuple[str, str]:
+    """A background run of the smoke graph whose `second` node sleeps `seconds`; returns
+    (thread, run) once `first` has finished, so the run is inside `second`."""
+    ids = sdk(host, f"""
+thread = await client.threads.create()
+run = await client.runs.create(thread["thread_id"], "smoke", input={{}}, config={{"configurable": {{"second_seconds": {seconds}}}}})
+out([thread["thread_id"], run["run_id"]])
+""")
+    deadline = time.time() + 60
+    while state_of(host, ids[0])["values"].get("executions") != ["first"]:
+        assert time.time() < deadline, "the first node never finished"
+        time.sleep(0.5)
+    time.sleep(1)
+    return ids[0], ids[1]
 
 
-def test_server_answers_ok_info_and_lists_the_graphs(host):
-    assert json.loads(host.check_output(f"curl -sf {URL}/ok"))["ok"] is True
-    assert "version" in json.loads(host.check_output(f"curl -sf {URL}/info"))
+def replica_running(replicas, run_id: str):
+    """The replica whose worker picked the run up (Aegra logs it with the run's id)."""
+    for replica in replicas:
+        if replica.run(f"journalctl -u {UNIT} -o cat --since=-10min | grep -F 'Worker picked up run' | grep -qF {run_id}").rc == 0:
+            return replica
+    raise AssertionError(f"no replica logged picking up run {run_id}")
+
+
+def join_in_background(host, thread_id: str, run_id: str) -> str:
+    """A client joined to the run on `host` (python runs.join), writing its result to a file."""
+    path = f"/tmp/join-{run_id}.json"
+    code = script(f'out(await client.runs.join({thread_id!r}, {run_id!r}))')
+    host.run_expect([0], "printf %s %s > /tmp/join-%s.py", code, "", run_id)
+    host.run_expect([0], f"nohup {PYTHON} /tmp/join-{run_id}.py > {path} 2>&1 &")
+    return path
+
+
+def wait_for_status(host, thread_id: str, run_id: str, timeout: int) -> tuple[str, float]:
+    start = time.time()
+    status = ""
+    while time.time() - start < timeout:
+        status = sdk(host, f'out((await client.runs.get({thread_id!r}, {run_id!r}))["status"])')
+        if status in ("success", "error", "interrupted", "timeout"):
+            break
+        time.sleep(1)
+    return status, time.time() - start
+
+
+def test_server_answers_health_info_and_lists_the_graphs(host):
+    health = json.loads(host.check_output(f"curl -sf {URL}/health"))
+    assert health["status"] == "healthy" and health["database"] == "connected"
+    assert json.loads(host.check_output(f"curl -sf {URL}/info"))["name"] == "Aegra"
     graphs = sdk(host, 'out(sorted(a["graph_id"] for a in await client.assistants.search()))')
     assert graphs == ["agent", "smoke"]
 
 
-def test_agent_graph_answers_with_the_real_model(host):
-    """The default app end to end: supervisor -> AGENT_FANOUT workers -> collect -> trim,
-    every model call served by vLLM, the answer kept in the Postgres store, the tool's
-    result cached in Redis with a TTL."""
-    needs_vllm(host)
+def test_queue_and_leases_are_on(host):
     env = env_file(host)
-    # The server's settings are vLLM's own, as the vllm role recorded them.
-    recorded = json.loads(host.file("/etc/ansible/facts.d/vllm.fact").content_string)
-    assert env["VLLM_MODEL"] == recorded["served_model"] == "smollm2"
-    assert env["AGENT_MAX_CONCURRENCY"] == str(recorded["max_num_seqs"])
-    assert f'"--max-num-seqs" "{recorded["max_num_seqs"]}"' in host.file("/etc/systemd/system/vllm.service").content_string
-    before = vllm_requests_finished(host)
+    assert env["REDIS_BROKER_ENABLED"] == "true"
+    assert int(env["LEASE_DURATION_SECONDS"]) > 2 * int(env["HEARTBEAT_INTERVAL_SECONDS"])
+    # Within the minute the role promises: lease expiry plus one reaper pass.
+    assert int(env["LEASE_DURATION_SECONDS"]) + int(env["REAPER_INTERVAL_SECONDS"]) <= 60
+
+
+def test_agent_graph_answers_with_the_real_model(host, state_host):
+    """The default app end to end from a replica: supervisor -> AGENT_FANOUT workers ->
+    collect -> trim, every model call served by vLLM on the worker host, the answer kept
+    in the Postgres store, the tool's result cached in Redis with a TTL."""
+    env = env_file(host)
+    assert env["VLLM_MODEL"] == "smollm2"
+    before = vllm_requests_finished(state_host)
     result = sdk(host, """
 thread = await client.threads.create()
 values = await client.runs.wait(thread["thread_id"], "agent",
     input={"messages": [{"role": "user", "content": "What is the capital of France?"}]})
-notes = await client.store.search_items(["notes"])
-out({"values": values, "notes": [item["value"] for item in notes["items"]]})
+out({"values": values})
 """)
     messages = result["values"]["messages"]
     assert [m["type"] for m in messages] == ["human", "ai"], messages
     assert messages[-1]["content"].strip()
-    assert result["values"]["results"] == []
     # One request per worker, one for collect: the fan-out really reached vLLM.
-    assert vllm_requests_finished(host) - before == int(env["AGENT_FANOUT"]) + 1
-    assert {"question": "What is the capital of France?", "answer": messages[-1]["content"]} in result["notes"]
+    assert vllm_requests_finished(state_host) - before == int(env["AGENT_FANOUT"]) + 1
 
-    # The store is PostgreSQL's `store` table, not the server's in-memory one.
-    stored = host.check_output(
-        "runuser -u postgres -- psql -d langgraph -tAc \"SELECT value->>'answer' FROM store WHERE prefix = 'notes'\"")
-    assert messages[-1]["content"].strip() in stored
+    # The note is in PostgreSQL's `store` table on the state host. (Aegra's /store API
+    # scopes what a client reads to ["users", <identity>, ...]: the graph's own `notes`
+    # namespace is not visible there.)
+    stored = state_host.check_output(
+        "runuser -u postgres -- psql -d langgraph -tAc \"SELECT value->>'question', value->>'answer' FROM store WHERE prefix = 'notes'\"")
+    assert f"What is the capital of France?|{messages[-1]['content']}" in stored
 
     cached = json.loads(host.check_output(
         f"set -a; . /etc/langgraph/langgraph.env; {PYTHON} -c %s",
@@ -150,81 +199,110 @@ out(seen)
     assert chunks == ["first", "second"]
 
 
-def test_interrupted_thread_survives_sigkill_and_resumes_without_rerunning(host):
-    thread_id = new_interrupted_thread(host)
-    assert state_of(host, thread_id) == {"next": ["second"], "values": {"executions": ["first"]}}
-    time.sleep(11)  # past the server's 10-second flush of its own files
-    sigkill(host)
-    assert state_of(host, thread_id) == {"next": ["second"], "values": {"executions": ["first"]}}
-    final = sdk(host, f'out(await client.runs.wait({thread_id!r}, "smoke", input=None))')
+def test_every_replica_answers_for_every_thread_and_run(replicas):
+    """A thread made on A, run on B (stopped at a static breakpoint), joined on A, read on
+    both, continued on A with `input: null` as Studio's Continue does, streamed on B."""
+    a, b = replicas
+    thread_id = sdk(a, 'out((await client.threads.create(metadata={"made_on": "a"}))["thread_id"])')
+    run_id = sdk(b, f"""
+run = await client.runs.create({thread_id!r}, "smoke", input={{}}, interrupt_before=["second"])
+out(run["run_id"])
+""")
+    joined = sdk(a, f"out(await client.runs.join({thread_id!r}, {run_id!r}))")
+    assert joined["executions"] == ["first"]
+    assert sdk(b, f'out((await client.threads.get({thread_id!r}))["metadata"]["made_on"])') == "a"
+    for replica in (a, b):
+        assert state_of(replica, thread_id) == {"next": ["second"], "values": {"executions": ["first"]}}
+    history = [sdk(r, f"out([s['next'] for s in await client.threads.get_history({thread_id!r})])") for r in (a, b)]
+    assert history[0] == history[1] and history[0][0] == ["second"]
+    runs = [sdk(r, f"out(sorted(x['run_id'] for x in await client.runs.list({thread_id!r})))") for r in (a, b)]
+    assert runs[0] == runs[1] == [run_id]
+
+    # Continue from the breakpoint on A; follow the new run's stream on B.
+    resumed = sdk(a, f'out((await client.runs.create({thread_id!r}, "smoke", input=None))["run_id"])')
+    events = sdk(b, f"""
+seen = []
+async for chunk in client.runs.join_stream({thread_id!r}, {resumed!r}):
+    seen.append(chunk.event)
+out(seen)
+""")
+    assert events, "the stream on B sent nothing"
+    final = sdk(b, f"out(await client.runs.join({thread_id!r}, {resumed!r}))")
     assert final["executions"] == ["first", "second"]
+    statuses = sdk(a, f"out(sorted(x['status'] for x in await client.runs.list({thread_id!r})))")
+    assert statuses == ["success", "success"]
 
 
-def test_thread_killed_within_the_flush_window_comes_back(host):
-    """Killed at once: the server's files do not have the thread yet; the re-registration
-    brings it back from Postgres. Measured: the server may also replay the run it had not
-    recorded as finished, from its last checkpoint; either way `first` ran once."""
-    thread_id = new_interrupted_thread(host)
-    sigkill(host)
-    state = state_of(host, thread_id)
-    assert state in (
-        {"next": ["second"], "values": {"executions": ["first"]}},
-        {"next": [], "values": {"executions": ["first", "second"]}},
-    ), state
-
-
-def test_run_killed_in_the_middle_of_a_node_reruns_only_that_node(host):
-    thread_id = sdk(host, """
+def test_dynamic_interrupt_resumed_with_a_command_on_the_other_replica(replicas):
+    a, b = replicas
+    thread_id = sdk(a, """
 thread = await client.threads.create()
-await client.runs.create(thread["thread_id"], "smoke", input={}, config={"configurable": {"second_seconds": 60}})
+await client.runs.wait(thread["thread_id"], "smoke", input={}, config={"configurable": {"ask": True}})
 out(thread["thread_id"])
 """)
-    deadline = time.time() + 60
-    while state_of(host, thread_id)["values"].get("executions") != ["first"]:
-        assert time.time() < deadline, "the first node never finished"
-        time.sleep(0.5)
-    time.sleep(2)  # now inside `second`, sleeping
-    sigkill(host)
-    assert state_of(host, thread_id) == {"next": ["second"], "values": {"executions": ["first"]}}
-    final = sdk(host, f'out(await client.runs.wait({thread_id!r}, "smoke", input=None))')
-    assert final["executions"] == ["first", "second"]
+    pending = sdk(b, f'out((await client.threads.get_state({thread_id!r}))["tasks"][0]["interrupts"])')
+    assert pending and pending[0]["value"] == "note?"
+    final = sdk(b, f"""
+out(await client.runs.wait({thread_id!r}, "smoke", command={{"resume": "from b"}}, config={{"configurable": {{"ask": True}}}}))
+""")
+    assert final["note"] == "from b" and final["executions"] == ["first", "second"]
 
 
-def test_replacement_machine_serves_old_threads(host):
-    """Working directory wiped (a new machine, the same Postgres): threads come back."""
-    thread_id = new_interrupted_thread(host)
-    history_before = sdk(host, f"out(len(await client.threads.get_history({thread_id!r})))")
-    host.run_expect([0], f"systemctl stop {UNIT}")
-    host.run_expect([0], "find /var/lib/langgraph -mindepth 1 -delete")
-
-    # Without the re-registration the server does not know the thread: start the same
-    # release by hand on another port with an empty working directory.
-    unknown = host.run(
-        "cd $(mktemp -d) && chown langgraph . && (runuser -u langgraph -- env $(grep -v '^#' /etc/langgraph/langgraph.env | xargs) "
-        f"{HOME}/current/venv/bin/langgraph dev --no-reload --no-browser --port 8125 --config {HOME}/current/langgraph.json "
-        ">server.log 2>&1 &) && for i in $(seq 360); do curl -sf http://127.0.0.1:8125/ok >/dev/null && break; sleep 0.5; done; "
-        f"curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:8125/threads/{thread_id}; "
-        "pkill -f 'port 8125'; echo; tail -n 20 server.log"
-    )
-    answer = unknown.stdout.strip().splitlines()[0] if unknown.stdout.strip() else ""
-    # Before asserting: a failure above must not leave the host without its server.
-    host.run_expect([0], f"systemctl start {UNIT}")
-    assert answer.endswith("404"), unknown.stdout
-
-    wait_until_serving(host)
-    log = host.check_output(f"journalctl -u {UNIT} -o cat --since=-2min")
-    assert "registered again:" in log
-    assert state_of(host, thread_id) == {"next": ["second"], "values": {"executions": ["first"]}}
-    assert sdk(host, f"out(len(await client.threads.get_history({thread_id!r})))") == history_before
-    final = sdk(host, f'out(await client.runs.wait({thread_id!r}, "smoke", input=None))')
-    assert final["executions"] == ["first", "second"]
+def test_a_run_whose_replica_was_killed_finishes_on_its_own(replicas):
+    """SIGKILL of the replica running a run, inside its second node: the run is leased again
+    (on either replica, once the lease expired) and ends `success` without running `first`
+    again, and the client joined to it on the other replica gets the final values."""
+    thread_id, run_id = start_slow_run(replicas[0], 8)
+    running = replica_running(replicas, run_id)
+    other = replicas[1] if running is replicas[0] else replicas[0]
+    joined = join_in_background(other, thread_id, run_id)
+    pid = main_pid(running)
+    killed = time.time()
+    running.run_expect([0], f"systemctl kill -s SIGKILL {UNIT}")
+    status, _ = wait_for_status(other, thread_id, run_id, timeout=150)
+    took = time.time() - killed
+    print(f"SIGKILL -> success: {took:.0f} s")
+    assert status == "success", status
+    assert state_of(other, thread_id)["values"]["executions"] == ["first", "second"]
+    deadline = time.time() + 30
+    while not other.file(joined).content_string.strip() and time.time() < deadline:
+        time.sleep(1)
+    assert json.loads(other.file(joined).content_string.strip().splitlines()[-1])["executions"] == ["first", "second"]
+    wait_until_serving(running, old_pid=pid)
 
 
-def test_re_registration_is_idempotent(host):
-    out = host.check_output(
-        f"set -a; . /etc/langgraph/langgraph.env; {PYTHON} {HOME}/bin/reregister_threads.py --url {URL}"
-    )
-    assert "registered again: 0;" in out and "failed: 0" in out
+def test_a_run_whose_host_died_finishes_on_the_other_one(replicas):
+    """The whole replica host killed (docker kill: no shutdown, no drain)."""
+    thread_id, run_id = start_slow_run(replicas[0], 8)
+    running = replica_running(replicas, run_id)
+    other = replicas[1] if running is replicas[0] else replicas[0]
+    name = REPLICAS[replicas.index(running)]
+    subprocess.run(["docker", "kill", name], check=True, capture_output=True)
+    try:
+        status, took = wait_for_status(other, thread_id, run_id, timeout=150)
+        print(f"host killed -> success: {took:.0f} s")
+        assert status == "success", status
+        assert state_of(other, thread_id)["values"]["executions"] == ["first", "second"]
+    finally:
+        subprocess.run(["docker", "start", name], check=True, capture_output=True)
+        wait_until_booted(name)
+        wait_until_serving(running)
+
+
+def test_a_restart_drains_instead_of_killing_runs(replicas):
+    """systemctl restart (what a rollout or a changed setting does) lets the replica's run
+    finish before it stops: the run ends `success` with each node run once."""
+    thread_id, run_id = start_slow_run(replicas[0], 4)
+    running = replica_running(replicas, run_id)
+    other = replicas[1] if running is replicas[0] else replicas[0]
+    pid = main_pid(running)
+    running.run_expect([0], f"systemctl restart {UNIT}")
+    status, _ = wait_for_status(other, thread_id, run_id, timeout=90)
+    assert status == "success", status
+    assert state_of(other, thread_id)["values"]["executions"] == ["first", "second"]
+    log = running.check_output(f"journalctl -u {UNIT} -o cat --since=-3min")
+    assert "Draining in-flight jobs" in log
+    wait_until_serving(running, old_pid=pid)
 
 
 def test_bound_to_loopback_only(host, prober):
@@ -252,6 +330,7 @@ def test_secrets_only_in_the_env_file(host):
         assert secret not in host.file(f"/etc/systemd/system/{UNIT}.service").content_string
         assert secret not in host.file(f"{HOME}/current/langgraph.json").content_string
         assert secret not in host.check_output("ps -eo args")
+        assert secret not in host.check_output(f"journalctl -u {UNIT} -o cat")
     state = host.check_output(f"curl -s -X POST {URL}/threads/search -H 'Content-Type: application/json' -d '{{\"limit\": 100}}'")
     assert "molecule-" not in state
 
@@ -262,14 +341,12 @@ def test_runs_sandboxed_as_the_langgraph_user(host):
     assert "NoNewPrivileges=yes" in props and "ProtectSystem=strict" in props and "Restart=on-failure" in props
 
 
-def test_state_on_the_first_state_host(host):
-    """The Debian 13 server keeps its state on the Debian 12 host (TLS to PostgreSQL)."""
-    env = host.file("/etc/langgraph/langgraph.env").content_string
-    if host.backend.get_hostname().endswith("debian12"):
-        assert "@127.0.0.1:5432/langgraph?sslmode=prefer" in env
-    else:
-        assert "sslmode=require" in env and "@127.0.0.1:" not in env
-        assert not host.service("postgresql").is_running
+def test_state_on_the_state_host(host):
+    """The replicas keep everything on the state host: TLS to PostgreSQL, nothing local."""
+    env = env_file(host)
+    assert env["DATABASE_URL"].endswith("sslmode=require") and "@127.0.0.1:" not in env["DATABASE_URL"]
+    assert not host.service("postgresql").is_running
+    assert not host.service("redis-server").is_running
 
 
 def test_broken_release_fails_and_the_live_one_keeps_serving(host):
@@ -278,7 +355,8 @@ def test_broken_release_fails_and_the_live_one_keeps_serving(host):
     env = host.file("/etc/langgraph/langgraph.env").sha256sum
     scenario = pathlib.Path(__file__).resolve().parent.parent
     run = subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(scenario / "broken_release.yml")],
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--limit", f"{host.backend.get_hostname()},gpu_workers",
+         str(scenario / "broken_release.yml")],
         capture_output=True, text=True, check=False, timeout=600,
     )
     output = run.stdout + run.stderr
@@ -287,6 +365,52 @@ def test_broken_release_fails_and_the_live_one_keeps_serving(host):
     assert "module_that_is_not_installed" in output
     assert host.file(f"{HOME}/current").linked_to == current
     assert main_pid(host) == pid
-    # A play without the vllm role keeps vLLM's settings (the ansible_local.vllm fact).
     assert host.file("/etc/langgraph/langgraph.env").sha256sum == env
-    assert json.loads(host.check_output(f"curl -sf {URL}/ok"))["ok"] is True
+    assert host.run(f"curl -sf {URL}/health").rc == 0
+
+
+def psql(state_host, sql: str) -> str:
+    return state_host.check_output("runuser -u postgres -- psql -d langgraph -tAc %s", sql)
+
+
+def rows_of(state_host, thread_id: str) -> dict[str, int]:
+    tables = ("thread", "runs", "checkpoints", "checkpoint_blobs", "checkpoint_writes")
+    counts = psql(state_host, " UNION ALL ".join(
+        f"SELECT '{t}', count(*) FROM {t} WHERE thread_id = '{thread_id}'" for t in tables))
+    return {line.split("|")[0]: int(line.split("|")[1]) for line in counts.splitlines()}
+
+
+def test_pruning_removes_the_engines_rows_too_and_never_a_busy_thread(replicas, state_host):
+    """The state host's prune timer on Aegra's database: an old finished thread and an old
+    thread that never ran go from every table (thread, its runs, its checkpoints); an old
+    thread whose run is still running stays, and its run still finishes."""
+    a = replicas[0]
+    finished = sdk(a, """
+thread = await client.threads.create()
+await client.runs.wait(thread["thread_id"], "smoke", input={})
+out(thread["thread_id"])
+""")
+    never_ran = sdk(a, 'out((await client.threads.create())["thread_id"])')
+    busy, busy_run = start_slow_run(a, 20)
+    assert rows_of(state_host, finished)["runs"] == 1 and rows_of(state_host, finished)["checkpoints"] > 0
+    old = ", ".join(f"'{t}'" for t in (finished, never_ran, busy))
+    psql(state_host, f"UPDATE checkpoints SET checkpoint = jsonb_set(checkpoint, '{{ts}}', "
+                     f"'\"2000-01-01T00:00:00+00:00\"') WHERE thread_id IN ({old})")
+    psql(state_host, f"UPDATE thread SET updated_at = '2000-01-01' WHERE thread_id IN ({old})")
+
+    state_host.check_output("systemctl start ai-infra-checkpoint-prune.service")
+    journal = state_host.check_output("journalctl -u ai-infra-checkpoint-prune.service --no-pager -o cat")
+    removed = [line for line in journal.splitlines() if line.startswith("removed")][-1]
+    assert re.search(r", thread [1-9]\d* rows", removed), removed
+
+    for gone in (finished, never_ran):
+        assert rows_of(state_host, gone) == dict.fromkeys(rows_of(state_host, gone), 0), gone
+    kept = rows_of(state_host, busy)
+    assert kept["thread"] == 1 and kept["runs"] == 1 and kept["checkpoints"] > 0, kept
+    status, _ = wait_for_status(a, busy, busy_run, timeout=90)
+    assert status == "success"
+    assert state_of(a, busy)["values"]["executions"] == ["first", "second"]
+    # Nothing left pointing at a thread that is gone.
+    for table in ("runs", "crons", "thread_ttl"):
+        assert psql(state_host, f"SELECT count(*) FROM {table} x WHERE x.thread_id IS NOT NULL AND NOT EXISTS "
+                                f"(SELECT 1 FROM thread t WHERE t.thread_id = x.thread_id)") == "0", table

@@ -1,12 +1,15 @@
 """Start a release on a check port and prove it serves before it goes live.
 
-Runs `langgraph dev` from the release (its langgraph.json, its venv) in a scratch working
-directory, waits for /ok, checks that every graph is listed in /assistants/search, runs the
+Runs the release's server (its langgraph.json, its venv) in a scratch working directory:
+`langgraph dev`, or Aegra with the role's env file but its own in-process executor (the
+check takes no job from the shared Redis queue, and schedules no cron). Waits for the
+health path (/ok, /health), checks that every graph is listed in /assistants/search, runs the
 smoke graph once without a thread when one is named, and stops it. On failure it prints
 the server's own error lines (a graph that fails to import names the import error) and
 exits 1; the live release is untouched either way.
 
 usage: release_check.py --release DIR --port N --graphs a,b [--smoke GRAPH] [--timeout S]
+                        [--engine aegra|langgraph_dev] [--env-file FILE]
 """
 
 import argparse
@@ -23,6 +26,8 @@ import urllib.error
 import urllib.request
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# The role installs this script in <home>/bin and the Aegra shim in <home>/server.
+SHIM_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "server")
 
 
 def call(url, body=None, timeout=30):
@@ -35,8 +40,46 @@ def call(url, body=None, timeout=30):
 def error_lines(log_path):
     with open(log_path, errors="replace") as handle:
         lines = [ANSI.sub("", line).strip() for line in handle]
-    wanted = [line for line in lines if "failed to load" in line or "[error" in line or "Error:" in line]
+    wanted = [line for line in lines
+              if "failed to load" in line or "[error" in line or "Error:" in line or '"level": "error"' in line]
     return [line[:400] for line in (wanted or lines[-10:])][:6]
+
+
+def read_env_file(path):
+    """KEY=value lines as systemd's EnvironmentFile reads the role's file (no quoting)."""
+    values = {}
+    with open(path) as handle:
+        for line in handle:
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                name, value = line.split("=", 1)
+                values[name] = value
+    return values
+
+
+def server_command(args):
+    """The argv, environment and health path of the release's server on the check port."""
+    if args.engine == "aegra":
+        env = dict(os.environ)
+        if args.env_file:
+            env.update(read_env_file(args.env_file))
+        env.update({
+            "AEGRA_CONFIG": os.path.join(args.release, "langgraph.json"),
+            "REDIS_BROKER_ENABLED": "false",
+            "CRON_ENABLED": "false",
+            "ENV_MODE": "LOCAL",
+        })
+        # Aegra behind the role's compatibility shim, as the service runs it.
+        command = [
+            os.path.join(args.release, "venv", "bin", "python"), "-m", "uvicorn", "--factory", "--app-dir", SHIM_DIR,
+            "ai_infra_aegra:create_app", "--host", "127.0.0.1", "--port", str(args.port),
+        ]
+        return command, env, "/health"
+    command = [
+        os.path.join(args.release, "venv", "bin", "langgraph"), "dev", "--no-reload", "--no-browser",
+        "--host", "127.0.0.1", "--port", str(args.port), "--config", os.path.join(args.release, "langgraph.json"),
+    ]
+    return command, None, "/ok"
 
 
 def main():
@@ -46,18 +89,17 @@ def main():
     parser.add_argument("--graphs", required=True)
     parser.add_argument("--smoke", default="")
     parser.add_argument("--timeout", type=float, default=120)
+    parser.add_argument("--engine", choices=["aegra", "langgraph_dev"], default="langgraph_dev")
+    parser.add_argument("--env-file", default="")
     args = parser.parse_args()
 
     base = "http://127.0.0.1:%d" % args.port
     workdir = tempfile.mkdtemp(prefix="langgraph-check-")
     log_path = os.path.join(workdir, "server.log")
-    command = [
-        os.path.join(args.release, "venv", "bin", "langgraph"), "dev", "--no-reload", "--no-browser",
-        "--host", "127.0.0.1", "--port", str(args.port), "--config", os.path.join(args.release, "langgraph.json"),
-    ]
+    command, env, health = server_command(args)
     problem = None
     with open(log_path, "w") as log:
-        server = subprocess.Popen(command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        server = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.time() + args.timeout
         while True:
@@ -65,15 +107,21 @@ def main():
                 problem = "the server exited with status %d before it answered" % server.returncode
                 break
             try:
-                call(base + "/ok", timeout=5)
+                call(base + health, timeout=5)
                 break
             except (OSError, urllib.error.URLError):
                 if time.time() > deadline:
-                    problem = "the server did not answer /ok within %d seconds" % args.timeout
+                    problem = "the server did not answer %s within %d seconds" % (health, args.timeout)
                     break
                 time.sleep(0.5)
         if problem is None:
-            listed = {entry["graph_id"] for entry in call(base + "/assistants/search", {"limit": 1000})}
+            try:
+                listed = {entry["graph_id"] for entry in call(base + "/assistants/search", {"limit": 100})}
+            except urllib.error.HTTPError as exc:
+                problem = "/assistants/search answered HTTP %d %s" % (exc.code, exc.read().decode(errors="replace")[:300])
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                problem = "/assistants/search failed: %s" % exc
+        if problem is None:
             missing = sorted(set(args.graphs.split(",")) - listed)
             if missing:
                 problem = "graphs missing from /assistants/search: %s (listed: %s)" % (", ".join(missing), ", ".join(sorted(listed)))
@@ -99,8 +147,8 @@ def main():
         shutil.rmtree(workdir, ignore_errors=True)
         return 1
     shutil.rmtree(workdir, ignore_errors=True)
-    print("release %s answered /ok, listed %s%s" % (
-        os.path.basename(args.release), args.graphs, ", and ran %s" % args.smoke if args.smoke else ""))
+    print("release %s answered %s, listed %s%s" % (
+        os.path.basename(args.release), health, args.graphs, ", and ran %s" % args.smoke if args.smoke else ""))
     return 0
 
 

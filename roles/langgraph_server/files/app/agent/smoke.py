@@ -2,7 +2,8 @@
 
 Each node appends its name to `executions`, so the state shows which nodes ran and how
 often. `second` waits `configurable.second_seconds` (default 0) before it finishes, which
-leaves time to kill the server in the middle of a node. The role runs this graph after
+leaves time to kill the server in the middle of a node; with `configurable.ask` it first
+asks for a note (a dynamic interrupt, resumed with Command(resume=...)). The role runs this graph after
 each deployment (a stateless run through the Postgres checkpointer); the tests interrupt,
 kill and resume it.
 """
@@ -13,6 +14,7 @@ from typing import Annotated, TypedDict
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
+from langgraph.types import interrupt
 
 
 class SmokeState(TypedDict, total=False):
@@ -25,8 +27,12 @@ async def first(state: SmokeState) -> SmokeState:
 
 
 async def second(state: SmokeState, config: RunnableConfig) -> SmokeState:
-    await asyncio.sleep(float(config.get("configurable", {}).get("second_seconds", 0)))
-    return {"executions": ["second"]}
+    configurable = config.get("configurable", {})
+    update: SmokeState = {"executions": ["second"]}
+    if configurable.get("ask"):
+        update["note"] = interrupt("note?")
+    await asyncio.sleep(float(configurable.get("second_seconds", 0)))
+    return update
 
 
 builder = StateGraph(SmokeState)
