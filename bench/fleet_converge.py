@@ -88,9 +88,9 @@ def stop(names):
 
 def inventory(names, directory):
     if len(names) == 1:
-        groups = {group: [names[0]] for group in ("state", "gpu_workers", "edge")}
+        groups = {group: [names[0]] for group in ("state", "agent_servers", "gpu_workers", "edge")}
     else:
-        groups = {"state": names[:1], "edge": names[:1], "gpu_workers": names[1:]}
+        groups = {"state": names[:1], "edge": names[:1], "agent_servers": names[1:], "gpu_workers": names[1:]}
     data = {"all": {
         "vars": dict(fleet_vars(), ansible_connection="community.docker.docker", ansible_python_interpreter="/usr/bin/python3"),
         "children": {group: {"hosts": {host: {} for host in hosts}} for group, hosts in groups.items()},

@@ -1,7 +1,7 @@
 """Verifies the phoenix role in the multi-host layout: a real Phoenix on phoenix-debian13
 storing in the real PostgreSQL of phoenix-debian12 over TLS, auth on, its retention changed
-by a later converge, its ingestion key kept and handed to the LangGraph server on
-phoenix-debian12, whose runs arrive as spans carrying thread, run and GPU price; the
+by a later converge, its ingestion key kept and handed to the agent server (Aegra) on
+phoenix-server, whose runs arrive as spans carrying thread, run and GPU price; the
 cost-per-run playbook reads them back; Caddy serves Phoenix behind the same gate."""
 
 from __future__ import annotations
@@ -30,6 +30,12 @@ COLLECTION = SCENARIO.parent.parent
 
 @pytest.fixture(scope="module")
 def worker():
+    """The agent server."""
+    return testinfra.get_host("docker://phoenix-server")
+
+
+@pytest.fixture(scope="module")
+def state():
     return testinfra.get_host("docker://phoenix-debian12")
 
 
@@ -87,14 +93,14 @@ def test_key_handed_to_the_server_in_its_private_env_file_only(host, worker):
     assert "Environment=PYTHONPATH=/opt/ai-infra/langgraph/tracing" in unit
 
 
-def test_stored_in_the_state_hosts_postgresql_over_tls(host, worker):
+def test_stored_in_the_state_hosts_postgresql_over_tls(host, state):
     env = host.file("/etc/phoenix/phoenix.env")
     assert env.user == "root" and env.mode == 0o600
-    assert f"@{network_address(worker)}:5432/phoenix?sslmode=require\n" in env.content_string
-    count = worker.check_output("runuser -u postgres -- psql -d phoenix -tAc 'SELECT count(*) FROM projects'")
+    assert f"@{network_address(state)}:5432/phoenix?sslmode=require\n" in env.content_string
+    count = state.check_output("runuser -u postgres -- psql -d phoenix -tAc 'SELECT count(*) FROM projects'")
     assert int(count) >= 1
     # Every connection Phoenix holds comes from its host and is encrypted.
-    rows = worker.check_output(
+    rows = state.check_output(
         "runuser -u postgres -- psql -tAc \"SELECT host(a.client_addr), s.ssl FROM pg_stat_activity a "
         "JOIN pg_stat_ssl s USING (pid) WHERE a.usename = 'phoenix'\"").splitlines()
     assert rows and set(rows) == {f"{network_address(host)}|t"}
