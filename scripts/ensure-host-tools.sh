@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs and starts what `make stack` and `make test` need on a fresh Debian 12 machine:
-# Docker engine (Debian's docker.io), debootstrap, shellcheck. Safe to run again: it only acts
+# Docker engine (Debian's docker.io), debootstrap, shellcheck, Node.js with npm. Safe to run again: it only acts
 # on what is missing. The machines we run on have no systemd as PID 1, so the engine is
 # started by hand when it is not answering.
 set -euo pipefail
@@ -10,6 +10,9 @@ command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 # ansible-test sanity checks our shell scripts with it (and skips the check without it).
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
+# molecule/langgraph_server drives the stack with the official JS SDK (from npm).
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 
 if ((${#need[@]})); then
   echo "installing ${need[*]}" >&2

@@ -22,7 +22,6 @@ testinfra_hosts = ["ansible://agent_servers"]
 HOME = "/opt/ai-infra/langgraph"
 PYTHON = f"{HOME}/current/venv/bin/python"
 UNIT = "langgraph-server"
-URL = "http://127.0.0.1:8123"
 REPLICAS = ("langgraph_server-replica-a", "langgraph_server-replica-b")
 STATE_HOST = "langgraph_server-debian12"
 
@@ -40,13 +39,18 @@ asyncio.run(main())
 """
 
 
-def script(code: str) -> str:
+def url(host) -> str:
+    """The replica's API on its private address (where the edge reaches it)."""
+    return f"http://{network_address(host)}:8123"
+
+
+def script(host, code: str) -> str:
     body = "\n".join("    " + line for line in code.strip().splitlines())
-    return PRELUDE % (URL, body)
+    return PRELUDE % (url(host), body)
 
 
 def sdk(host, code: str):
-    return json.loads(host.check_output("%s -c %s", PYTHON, script(code)).splitlines()[-1])
+    return json.loads(host.check_output("%s -c %s", PYTHON, script(host, code)).splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +79,7 @@ def wait_until_serving(host, old_pid: str | None = None, timeout: int = 120) -> 
     while time.time() < deadline:
         pid = main_pid(host)
         if pid not in ("0", old_pid) and host.run(f"systemctl is-active {UNIT}").stdout.strip() == "active":
-            if host.run(f"curl -sf {URL}/health").rc == 0:
+            if host.run(f"curl -sf {url(host)}/health").rc == 0:
                 return
         time.sleep(1)
     raise AssertionError(f"{UNIT} did not come back within {timeout} s")
@@ -120,7 +124,7 @@ def replica_running(replicas, run_id: str):
 def join_in_background(host, thread_id: str, run_id: str) -> str:
     """A client joined to the run on `host` (python runs.join), writing its result to a file."""
     path = f"/tmp/join-{run_id}.json"
-    code = script(f'out(await client.runs.join({thread_id!r}, {run_id!r}))')
+    code = script(host, f'out(await client.runs.join({thread_id!r}, {run_id!r}))')
     host.run_expect([0], "printf %s %s > /tmp/join-%s.py", code, "", run_id)
     host.run_expect([0], f"nohup {PYTHON} /tmp/join-{run_id}.py > {path} 2>&1 &")
     return path
@@ -138,9 +142,9 @@ def wait_for_status(host, thread_id: str, run_id: str, timeout: int) -> tuple[st
 
 
 def test_server_answers_health_info_and_lists_the_graphs(host):
-    health = json.loads(host.check_output(f"curl -sf {URL}/health"))
+    health = json.loads(host.check_output(f"curl -sf {url(host)}/health"))
     assert health["status"] == "healthy" and health["database"] == "connected"
-    assert json.loads(host.check_output(f"curl -sf {URL}/info"))["name"] == "Aegra"
+    assert json.loads(host.check_output(f"curl -sf {url(host)}/info"))["name"] == "Aegra"
     graphs = sdk(host, 'out(sorted(a["graph_id"] for a in await client.assistants.search()))')
     assert graphs == ["agent", "smoke"]
 
@@ -305,16 +309,17 @@ def test_a_restart_drains_instead_of_killing_runs(replicas):
     wait_until_serving(running, old_pid=pid)
 
 
-def test_bound_to_loopback_only(host, prober):
-    listening = listening_on(host, 8123)
-    assert listening == {"tcp://127.0.0.1:8123"}
-    assert connect_from(prober, network_address(host), 8123) in ("refused", "timeout")
+def test_bound_to_its_private_address_open_to_the_edge_only(host, state_host, prober):
+    address = network_address(host)
+    assert listening_on(host, 8123) == {f"tcp://{address}:8123"}
+    assert connect_from(state_host, address, 8123) == "open"
+    assert connect_from(prober, address, 8123) in ("refused", "timeout")
 
 
 def test_studio_cors_preflight(host):
     def preflight(origin):
         return host.check_output(
-            f"curl -s -o /dev/null -w '%{{http_code}}' -X OPTIONS {URL}/threads -H 'Origin: {origin}' "
+            f"curl -s -o /dev/null -w '%{{http_code}}' -X OPTIONS {url(host)}/threads -H 'Origin: {origin}' "
             "-H 'Access-Control-Request-Method: POST' -H 'Access-Control-Request-Headers: content-type'"
         )
 
@@ -331,7 +336,7 @@ def test_secrets_only_in_the_env_file(host):
         assert secret not in host.file(f"{HOME}/current/langgraph.json").content_string
         assert secret not in host.check_output("ps -eo args")
         assert secret not in host.check_output(f"journalctl -u {UNIT} -o cat")
-    state = host.check_output(f"curl -s -X POST {URL}/threads/search -H 'Content-Type: application/json' -d '{{\"limit\": 100}}'")
+    state = host.check_output(f"curl -s -X POST {url(host)}/threads/search -H 'Content-Type: application/json' -d '{{\"limit\": 100}}'")
     assert "molecule-" not in state
 
 
@@ -366,7 +371,7 @@ def test_broken_release_fails_and_the_live_one_keeps_serving(host):
     assert host.file(f"{HOME}/current").linked_to == current
     assert main_pid(host) == pid
     assert host.file("/etc/langgraph/langgraph.env").sha256sum == env
-    assert host.run(f"curl -sf {URL}/health").rc == 0
+    assert host.run(f"curl -sf {url(host)}/health").rc == 0
 
 
 def psql(state_host, sql: str) -> str:
@@ -414,3 +419,49 @@ out(thread["thread_id"])
     for table in ("runs", "crons", "thread_ttl"):
         assert psql(state_host, f"SELECT count(*) FROM {table} x WHERE x.thread_id IS NOT NULL AND NOT EXISTS "
                                 f"(SELECT 1 FROM thread t WHERE t.thread_id = x.thread_id)") == "0", table
+
+
+JS_SDK = "@langchain/langgraph-sdk@1.15.0"
+EDGE_TOKEN = "molecule-edge-token-0123456789abcdef"
+EDGE_ROOT = "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt"
+
+
+@pytest.fixture(scope="module")
+def js_sdk():
+    """The pinned JS SDK from npm, installed once per version under .cache (npm's own
+    download cache makes a reinstall cheap)."""
+    project = pathlib.Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", pathlib.Path(__file__).resolve().parents[3]))
+    folder = project / ".cache" / "js-sdk" / JS_SDK.replace("/", "_").replace("@", "")
+    if not (folder / "node_modules" / "@langchain" / "langgraph-sdk").is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "package.json").write_text('{"private": true}\n')
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent", JS_SDK],
+                       cwd=folder, check=True, capture_output=True, timeout=300)
+    (folder / "studio_flow.mjs").write_text((pathlib.Path(__file__).parent / "studio_flow.mjs").read_text())
+    return folder
+
+
+def test_studio_flow_through_the_edge_with_the_js_sdk(js_sdk, state_host, tmp_path):
+    """The official JS SDK, as Studio uses the API, from outside through the edge (TLS with
+    its internal CA, the bearer token) to both replicas behind it."""
+    root = tmp_path / "edge-root.crt"
+    root.write_text(state_host.file(EDGE_ROOT).content_string)
+    run = subprocess.run(
+        ["node", "studio_flow.mjs"], cwd=js_sdk, capture_output=True, text=True, check=False, timeout=600,
+        env=dict(os.environ, EDGE_URL=f"https://{network_address(state_host)}", EDGE_TOKEN=EDGE_TOKEN,
+                 NODE_EXTRA_CA_CERTS=str(root)),
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert seen["info"]["name"] == "Aegra"
+    assert seen["graphs"] == ["agent", "smoke"]
+    assert {"first", "second"} <= set(seen["graphNodes"])
+    assert {"input_schema", "output_schema", "state_schema"} <= set(seen["schemaKeys"])
+    assert {"values", "updates", "debug"} <= set(seen["streamEvents"]), seen["streamEvents"]
+    assert seen["threadId"] in seen["search"]
+    assert seen["state"]["executions"] == ["first", "second"] and seen["historyLength"] >= 3
+    assert any(kind.startswith("messages") for kind in seen["messageEvents"]), seen["messageEvents"]
+    assert seen["pausedNext"] == ["second"]
+    assert seen["continued"]["executions"] == ["first", "second"]
+    assert seen["interrupts"] == ["note?"]
+    assert seen["resumed"]["note"] == "from js" and seen["resumed"]["executions"] == ["first", "second"]
