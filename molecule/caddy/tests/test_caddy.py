@@ -317,3 +317,21 @@ def test_edge_latency_benchmark_quick_mode(host):
     gone = host.run("for i in $(seq 20); do pgrep -af '[b]ench.Caddyfile|[b]ench-gate.json' || exit 0; sleep 0.5; done; exit 1")
     assert gone.rc == 0, gone.stdout
     assert host.service("caddy").is_running
+
+
+def test_engine_benchmark_quick_mode_on_langgraph_dev(host):
+    """bench/agent_server_engines.py --quick, the old engine's side, against this scenario's
+    `langgraph dev` server: the bench does not rot, and the killed run never finishes (the
+    restarted server no longer knows it), which is the figure the bench compares Aegra with."""
+    if not host.backend.get_hostname().endswith("-debian12"):
+        return
+    collection = pathlib.Path(__file__).resolve().parents[3]
+    run = subprocess.run(
+        ["python", str(collection / "bench" / "agent_server_engines.py"), "--engines", "langgraph_dev",
+         "--old-server", host.backend.get_hostname(), "--quick"],
+        capture_output=True, text=True, check=False, timeout=600,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    finished = next(line for line in run.stdout.splitlines() if line.startswith("finished (s)"))
+    assert "never" in finished, run.stdout
+    assert host.service("langgraph-server").is_running

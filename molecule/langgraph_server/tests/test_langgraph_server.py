@@ -263,7 +263,7 @@ def test_a_run_whose_replica_was_killed_finishes_on_its_own(replicas):
     pid = main_pid(running)
     killed = time.time()
     running.run_expect([0], f"systemctl kill -s SIGKILL {UNIT}")
-    status, _ = wait_for_status(other, thread_id, run_id, timeout=150)
+    status = wait_for_status(other, thread_id, run_id, timeout=150)[0]
     took = time.time() - killed
     print(f"SIGKILL -> success: {took:.0f} s")
     assert status == "success", status
@@ -301,7 +301,7 @@ def test_a_restart_drains_instead_of_killing_runs(replicas):
     other = replicas[1] if running is replicas[0] else replicas[0]
     pid = main_pid(running)
     running.run_expect([0], f"systemctl restart {UNIT}")
-    status, _ = wait_for_status(other, thread_id, run_id, timeout=90)
+    status = wait_for_status(other, thread_id, run_id, timeout=90)[0]
     assert status == "success", status
     assert state_of(other, thread_id)["values"]["executions"] == ["first", "second"]
     log = running.check_output(f"journalctl -u {UNIT} -o cat --since=-3min")
@@ -412,7 +412,7 @@ out(thread["thread_id"])
         assert rows_of(state_host, gone) == dict.fromkeys(rows_of(state_host, gone), 0), gone
     kept = rows_of(state_host, busy)
     assert kept["thread"] == 1 and kept["runs"] == 1 and kept["checkpoints"] > 0, kept
-    status, _ = wait_for_status(a, busy, busy_run, timeout=90)
+    status = wait_for_status(a, busy, busy_run, timeout=90)[0]
     assert status == "success"
     assert state_of(a, busy)["values"]["executions"] == ["first", "second"]
     # Nothing left pointing at a thread that is gone.
@@ -465,3 +465,23 @@ def test_studio_flow_through_the_edge_with_the_js_sdk(js_sdk, state_host, tmp_pa
     assert seen["continued"]["executions"] == ["first", "second"]
     assert seen["interrupts"] == ["note?"]
     assert seen["resumed"]["note"] == "from js" and seen["resumed"]["executions"] == ["first", "second"]
+
+
+def test_engine_benchmark_quick_mode(replicas):
+    """bench/agent_server_engines.py --quick against these replicas and their edge: the bench
+    does not rot; every run through the edge succeeded (two replicas, then one) and the
+    killed run finished by itself with each node once."""
+    collection = pathlib.Path(__file__).resolve().parents[3]
+    run = subprocess.run(
+        ["python", str(collection / "bench" / "agent_server_engines.py"), "--engines", "aegra", "--quick"],
+        capture_output=True, text=True, check=False, timeout=600,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    errors = next(line for line in lines if line.startswith("errors "))
+    assert errors.split()[1:] == ["0", "0"], run.stdout
+    finished = next(line for line in lines if line.startswith("finished (s)"))
+    assert "(success)" in finished, run.stdout
+    assert "['first', 'second']" in next(line for line in lines if line.startswith("executions")), run.stdout
+    for replica in replicas:
+        assert replica.run(f"curl -sf {url(replica)}/health").rc == 0
