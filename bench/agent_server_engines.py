@@ -7,7 +7,9 @@
   recovery     a run whose second node sleeps, its server SIGKILLed one second into that
                node: seconds until the run is running again (leased by a worker, as the
                engine's journal says) and until it ends `success`, for Aegra and for
-               `langgraph dev` (which never resumes it: the run is unknown after restart)
+               `langgraph dev` (which resumes it only when its 10-second flush of the run
+               table happened between the run's start and the kill; otherwise the run is
+               unknown after the restart)
 
 Runs against converged Molecule scenarios (kept with `molecule converge`):
   molecule/langgraph_server  Aegra: langgraph_server-replica-a and -b behind the edge on

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import subprocess
 import time
 
@@ -321,8 +322,9 @@ def test_edge_latency_benchmark_quick_mode(host):
 
 def test_engine_benchmark_quick_mode_on_langgraph_dev(host):
     """bench/agent_server_engines.py --quick, the old engine's side, against this scenario's
-    `langgraph dev` server: the bench does not rot, and the killed run never finishes (the
-    restarted server no longer knows it), which is the figure the bench compares Aegra with."""
+    `langgraph dev` server: the bench does not rot and reports both figures. Whether the killed
+    run finishes depends on whether `langgraph dev`'s 10-second flush of its run table happened
+    between the run's start and the kill (CI saw both), so only the shape is checked here."""
     if not host.backend.get_hostname().endswith("-debian12"):
         return
     collection = pathlib.Path(__file__).resolve().parents[3]
@@ -333,5 +335,5 @@ def test_engine_benchmark_quick_mode_on_langgraph_dev(host):
     )
     assert run.returncode == 0, run.stdout + run.stderr
     finished = next(line for line in run.stdout.splitlines() if line.startswith("finished (s)"))
-    assert "never" in finished, run.stdout
+    assert re.search(r"finished \(s\)\s+(never \(|\d+\.\d \()", finished), run.stdout
     assert host.service("langgraph-server").is_running
