@@ -160,9 +160,12 @@ def test_queue_and_leases_are_on(host):
 def test_agent_graph_answers_with_the_real_model(host, state_host):
     """The default app end to end from a replica: supervisor -> AGENT_FANOUT workers ->
     collect -> trim, every model call served by vLLM on the worker host, the answer kept
-    in the Postgres store, the tool's result cached in Redis with a TTL."""
+    in the Postgres store, the tool's result cached in Redis with a TTL. The calls go
+    through the replica's model router (loopback), which the model name came from too."""
     env = env_file(host)
     assert env["VLLM_MODEL"] == "smollm2"
+    assert env["VLLM_BASE_URL"] == "http://127.0.0.1:8010"
+    assert listening_on(host, 8010) == {"tcp://127.0.0.1:8010"}
     before = vllm_requests_finished(state_host)
     result = sdk(host, """
 thread = await client.threads.create()
