@@ -1,10 +1,12 @@
-"""The fleet playbooks on a real fleet: one state + edge host, two CPU-mode GPU workers.
+"""The fleet playbooks on a real fleet: a state + edge host, two agent servers (Aegra), two
+CPU-mode GPU workers.
 
-A client on the prober sends requests through Caddy the whole time the rollouts run (a
-health check, a run that waits, and a run whose event stream lasts about 3 s): it must see
-no error. The first rollout (a new release on both workers) passes; the second (a model the
-workers' vLLM does not serve) fails the readiness gate on the first worker, which must stay
-drained while the second keeps its release and keeps serving. Tests run in file order.
+A client on the prober works with threads through Caddy the whole time the rollouts run
+(the health check; a thread created, a run waited on, its state read, a run whose event
+stream lasts about 3 s), so consecutive calls of one thread land on either server: it must
+see no error. The first rollout (a new release on every host) passes; the second (a model
+the workers' vLLM does not serve) fails the readiness gate on the first server, which must
+stay drained while the second keeps its release and keeps serving. Tests run in file order.
 """
 
 from __future__ import annotations
@@ -27,33 +29,75 @@ FRAGMENT = "/etc/caddy/upstreams.caddy"
 ENV_FILE = "/etc/langgraph/langgraph.env"
 CLIENT_LOG = "/root/fleet-client.log"
 
-# Runs on the prober: one new connection per request, every answer recorded.
+# Runs on the prober: one new connection per request, every answer recorded. Each round
+# is one thread's life, each call a new connection the edge may send to either server.
 CLIENT = r'''
 import json, os, ssl, sys, time, urllib.error, urllib.request
 base, token, log_path = sys.argv[1:4]
 context = ssl._create_unverified_context()
 headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
-wait = json.dumps({"assistant_id": "smoke", "input": {"note": "wait"}}).encode()
-stream = json.dumps({"assistant_id": "smoke", "input": {"note": "stream"}, "stream_mode": ["values"],
-                     "config": {"configurable": {"second_seconds": 3}}}).encode()
+
+
+def call(log, path, body=None, method=None, check=lambda text: True):
+    started = time.time()
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(base + path, data=data, headers=headers, method=method)
+    text = ""
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=120) as answer:
+            text = answer.read().decode()
+            code, complete = answer.status, check(text)
+    except urllib.error.HTTPError as error:
+        code, complete = error.code, False
+    except Exception as error:
+        code, complete = "error: %s" % error, False
+    log.write(json.dumps({"t": started, "s": time.time() - started, "path": path.split("/")[-1] or path,
+                          "code": code, "complete": complete}) + "\n")
+    log.flush()
+    return text if code == 200 else None
+
+
 with open(log_path, "a") as log:
     while not os.path.exists(log_path + ".stop"):
-        for path, body in (("/ok", None), ("/runs/wait", wait), ("/runs/stream", stream)):
-            started = time.time()
-            request = urllib.request.Request(base + path, data=body, headers=headers)
-            try:
-                with urllib.request.urlopen(request, context=context, timeout=120) as answer:
-                    text = answer.read().decode()
-                    code = answer.status
-                    complete = '"second"' in text if path != "/ok" else True
-            except urllib.error.HTTPError as error:
-                code, complete = error.code, False
-            except Exception as error:
-                code, complete = "error: %s" % error, False
-            log.write(json.dumps({"t": started, "s": time.time() - started, "path": path,
-                                  "code": code, "complete": complete}) + "\n")
-            log.flush()
+        call(log, "/health")
+        thread = call(log, "/threads", {}, check=lambda text: "thread_id" in text)
+        if thread:
+            thread_id = json.loads(thread)["thread_id"]
+            call(log, "/threads/%s/runs/wait" % thread_id, {"assistant_id": "smoke", "input": {"note": "wait"}},
+                 check=lambda text: '"second"' in text)
+            call(log, "/threads/%s/state" % thread_id, method="GET",
+                 check=lambda text: json.loads(text)["values"].get("executions") == ["first", "second"])
+            call(log, "/threads/%s/runs/stream" % thread_id,
+                 {"assistant_id": "smoke", "input": {"note": "stream"}, "stream_mode": ["values"],
+                  "config": {"configurable": {"second_seconds": 3}}},
+                 check=lambda text: '"second"' in text)
         time.sleep(0.2)
+'''
+AGENT_RUN = r'''
+import json, ssl, sys, urllib.request
+base, token = sys.argv[1:3]
+context = ssl._create_unverified_context()
+headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+def post(path, body):
+    request = urllib.request.Request(base + path, data=json.dumps(body).encode(), headers=headers)
+    with urllib.request.urlopen(request, context=context, timeout=300) as answer:
+        return json.loads(answer.read().decode())
+thread = post("/threads", {})["thread_id"]
+values = post("/threads/%s/runs/wait" % thread, {"assistant_id": "agent",
+              "input": {"messages": [{"role": "user", "content": "What is the capital of France?"}]}})
+print(json.dumps([m["type"] for m in values["messages"]]))
+'''
+ROUTER_UPSTREAMS = r'''
+import http.client, socket
+class Unix(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect("/run/model-router/admin.sock")
+c = Unix("localhost")
+c.putrequest("GET", "/reverse_proxy/upstreams", skip_host=True)
+c.putheader("Host", "")
+c.endheaders()
+print(c.getresponse().read().decode())
 '''
 
 
@@ -63,8 +107,23 @@ def state():
 
 
 @pytest.fixture(scope="module")
+def servers():
+    return [testinfra.get_host(f"docker://fleet-server-{n}") for n in (1, 2)]
+
+
+@pytest.fixture(scope="module")
 def workers():
     return [testinfra.get_host(f"docker://fleet-worker-{n}") for n in (1, 2)]
+
+
+def router_upstreams(server) -> dict:
+    """The model router's pool on an agent server: {address: {num_requests, fails}}."""
+    return {u["address"]: u for u in json.loads(server.check_output("python3 -c %s", ROUTER_UPSTREAMS))}
+
+
+def vllm_successes(worker) -> float:
+    metrics = worker.check_output("curl -sf http://%s:8000/metrics", network_address(worker))
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith("vllm:request_success_total{"))
 
 
 def playbook(name, *extra, expect_ok=True):
@@ -120,11 +179,13 @@ def client_records(prober):
     return [json.loads(line) for line in prober.file(CLIENT_LOG).content_string.splitlines() if line.strip()]
 
 
-def test_both_workers_serve_behind_the_edge(state, workers):
-    assert fragment(state) == (["fleet-worker-1", "fleet-worker-2"], [])
+def test_both_servers_serve_behind_the_edge_and_route_to_both_workers(state, servers, workers):
+    assert fragment(state) == (["fleet-server-1", "fleet-server-2"], [])
     mode = state.file(FRAGMENT)
     assert (mode.user, mode.group, mode.mode) == ("root", "caddy", 0o640)
-    assert edge_upstreams(state) == sorted(f"{network_address(w)}:8123" for w in workers)
+    assert edge_upstreams(state) == sorted(f"{network_address(s)}:8123" for s in servers)
+    for server in servers:
+        assert sorted(router_upstreams(server)) == sorted(f"{network_address(w)}:8000" for w in workers)
 
 
 def test_a_joining_host_converges_alone(state, workers):
@@ -139,91 +200,123 @@ def report_dir():
     return PROJECT / ".cache" / "fleet-reprovision"
 
 
-def test_reprovision_reports_drift_then_applies_it(state, workers):
-    """Drift on one worker (its env file edited, its server stopped): reported, then fixed."""
-    workers[1].run(f"echo DRIFT=1 >> {ENV_FILE} && systemctl stop langgraph-server")
+ALL_HOSTS = ["fleet-server-1", "fleet-server-2", "fleet-state", "fleet-worker-1", "fleet-worker-2"]
+
+
+def test_reprovision_reports_drift_then_applies_it(state, servers):
+    """Drift on one server (its env file edited, its server stopped): reported, then fixed."""
+    servers[1].run(f"echo DRIFT=1 >> {ENV_FILE} && systemctl stop langgraph-server")
     output = playbook("reprovision.yml", "-e", f"reprovision_report_dir={report_dir()}")
     report = json.loads((report_dir() / "last-report.json").read_text())
     drift = report["drift"]
-    assert sorted(drift) == ["fleet-state", "fleet-worker-1", "fleet-worker-2"]
-    assert drift["fleet-state"]["changed"] == [] and drift["fleet-worker-1"]["changed"] == []
-    assert any("environment file" in task for task in drift["fleet-worker-2"]["changed"]), drift["fleet-worker-2"]
+    assert sorted(drift) == ALL_HOSTS
+    assert all(drift[h]["changed"] == [] for h in ALL_HOSTS if h != "fleet-server-2"), drift
+    assert any("environment file" in task for task in drift["fleet-server-2"]["changed"]), drift["fleet-server-2"]
     # Applied to the drifted host only.
-    assert sorted(report["applied"]) == ["fleet-worker-2"]
-    assert report["applied"]["fleet-worker-2"]["changed"]
+    assert sorted(report["applied"]) == ["fleet-server-2"]
+    assert report["applied"]["fleet-server-2"]["changed"]
     assert report["apply_rc"] == 0
-    assert "fleet-worker-2: applied; drift:" in output
-    assert "DRIFT=1" not in workers[1].file(ENV_FILE).content_string
-    assert workers[1].service("langgraph-server").is_running
+    assert "fleet-server-2: applied; drift:" in output
+    assert "DRIFT=1" not in servers[1].file(ENV_FILE).content_string
+    assert servers[1].service("langgraph-server").is_running
 
 
-def test_a_second_reprovision_finds_no_drift(state, workers):
+def test_a_second_reprovision_finds_no_drift(state):
     output = playbook("reprovision.yml", "-e", f"reprovision_report_dir={report_dir()}")
     report = json.loads((report_dir() / "last-report.json").read_text())
     assert all(host["changed"] == [] for host in report["drift"].values()), report["drift"]
     assert report["applied"] == {} and report["apply_rc"] is None
-    assert output.count(": no drift; drift: 0 task(s)") == 3
+    assert output.count(": no drift; drift: 0 task(s)") == len(ALL_HOSTS)
     assert (report_dir() / "previous-report.json").exists()
 
 
-def test_a_replaced_worker_is_provisioned_by_reprovision(state, workers):
+def test_a_replaced_worker_is_provisioned_by_reprovision(state, servers, workers):
     """A spot worker lost and replaced: a fresh machine under the same name at another
-    address. reprovision.yml provisions it fully, and the firewalls, PostgreSQL's client
-    list and the edge follow its address. (The rollouts below then run with it.)"""
+    address. reprovision.yml provisions it fully, and every server's model router follows
+    its address. (The rollouts below then run with it.)"""
     old_address = network_address(workers[1])
     recreate_container("fleet-worker-2", new_address=True)
-    assert not workers[1].file(ENV_FILE).exists
+    assert not workers[1].file("/etc/vllm/vllm.env").exists
     assert network_address(workers[1]) != old_address
     output = playbook("reprovision.yml", "-e", f"reprovision_report_dir={report_dir()}")
     report = json.loads((report_dir() / "last-report.json").read_text())
     assert report["drift_rc"] == 0 and report["apply_rc"] == 0, output[-4000:]
-    assert len(report["drift"]["fleet-worker-2"]["changed"]) > 20
-    # The state and edge host held the old address: firewall, pg_hba and Caddy's upstreams.
-    state_drift = " ".join(report["drift"]["fleet-state"]["changed"])
-    assert "firewall" in state_drift and "client authentication" in state_drift
-    assert "LangGraph servers the edge" in state_drift
-    # The other worker only in its firewall (the scenario's rules name every worker).
-    assert report["drift"]["fleet-worker-1"]["changed"]
-    assert all("firewall" in task or "nftables" in task for task in report["drift"]["fleet-worker-1"]["changed"])
-    assert sorted(report["applied"]) == ["fleet-state", "fleet-worker-1", "fleet-worker-2"]
-    assert workers[1].service("vllm").is_running and workers[1].service("langgraph-server").is_running
-    assert fragment(state) == (["fleet-worker-1", "fleet-worker-2"], [])
-    assert edge_upstreams(state) == sorted(f"{network_address(w)}:8123" for w in workers)
-    # The edge reaches the new worker through the worker's firewall.
-    state.run_expect([0], "curl -sf --max-time 10 http://%s:8123/ok", network_address(workers[1]))
+    assert len(report["drift"]["fleet-worker-2"]["changed"]) >= 15
+    # The servers' routers held the old address; nothing else did (no host lets the
+    # workers in: they are nobody's clients).
+    for name in ("fleet-server-1", "fleet-server-2"):
+        assert any("router's Caddyfile" in task for task in report["drift"][name]["changed"]), report["drift"][name]
+    assert report["drift"]["fleet-state"]["changed"] == [] and report["drift"]["fleet-worker-1"]["changed"] == []
+    assert sorted(report["applied"]) == ["fleet-server-1", "fleet-server-2", "fleet-worker-2"]
+    assert workers[1].service("vllm").is_running
+    new = f"{network_address(workers[1])}:8000"
+    for server in servers:
+        assert new in router_upstreams(server)
 
 
-def test_a_rollout_dry_run_changes_nothing(state, workers):
-    output = playbook("rollout.yml", "--check", "--diff", "--limit", "fleet-worker-1",
+def test_runs_succeed_while_a_worker_is_stopped_and_it_returns_to_the_pool(state, servers, workers):
+    """A worker's vLLM stopped while agent runs call the model: every run succeeds on the
+    other worker, and no router dialled the stopped one (its health check took it out);
+    once it serves again, calls reach it again."""
+    prober = testinfra.get_host("docker://fleet-prober")
+    base = f"https://{network_address(state)}"
+
+    def agent_runs(count):
+        for number in range(count):
+            result = prober.run("python3 -c %s %s %s", AGENT_RUN, base, TOKEN)
+            assert result.rc == 0, (number, result.stderr[-2000:])
+            assert json.loads(result.stdout) == ["human", "ai"], result.stdout
+
+    stopped = f"{network_address(workers[1])}:8000"
+    workers[1].run_expect([0], "systemctl stop vllm")
+    try:
+        time.sleep(6)  # three health intervals (2 s)
+        agent_runs(3)
+        for server in servers:
+            assert router_upstreams(server)[stopped]["fails"] == 0
+    finally:
+        workers[1].run_expect([0], "systemctl start vllm")
+    deadline = time.time() + 600
+    while workers[1].run("curl -sf --max-time 5 http://%s/health", stopped).rc != 0:
+        assert time.time() < deadline, "vLLM did not come back"
+        time.sleep(5)
+    time.sleep(5)
+    before = vllm_successes(workers[1])
+    agent_runs(3)
+    assert vllm_successes(workers[1]) > before
+
+
+def test_a_rollout_dry_run_changes_nothing(state, servers):
+    output = playbook("rollout.yml", "--check", "--diff", "--limit", "fleet-server-1",
                       "-e", json.dumps({"langgraph_server_env": {"FLEET_RELEASE": "2"}}))
     # The diff of the drain the rollout would make, and nothing made.
     assert "+# drained: to " in output, output[-4000:]
-    assert fragment(state) == (["fleet-worker-1", "fleet-worker-2"], [])
-    assert all(release(w) == [] for w in workers)
+    assert fragment(state) == (["fleet-server-1", "fleet-server-2"], [])
+    assert all(release(s) == [] for s in servers)
 
 
-def test_a_new_release_rolls_out_host_by_host(client, state, workers):
+def test_a_new_release_rolls_out_host_by_host(client, state, servers):
     output = playbook("rollout.yml", "-e", json.dumps({"langgraph_server_env": {"FLEET_RELEASE": "2"}}))
-    assert output.count("TASK [Take this batch out of the edge]") == 2
-    assert [release(w) for w in workers] == [["FLEET_RELEASE=2"], ["FLEET_RELEASE=2"]]
-    assert fragment(state) == (["fleet-worker-1", "fleet-worker-2"], [])
+    assert output.count("TASK [Take this batch out of the edge]") == 4
+    assert [release(s) for s in servers] == [["FLEET_RELEASE=2"], ["FLEET_RELEASE=2"]]
+    assert fragment(state) == (["fleet-server-1", "fleet-server-2"], [])
     assert len(edge_upstreams(state)) == 2
 
 
-def test_a_rollout_stops_at_a_host_that_fails_its_gate(client, state, workers):
+def test_a_rollout_stops_at_a_host_that_fails_its_gate(client, state, servers):
     output = playbook(
         "rollout.yml",
         "-e", json.dumps({"langgraph_server_env": {"FLEET_RELEASE": "3"}, "langgraph_server_vllm_model": "not-served"}),
         expect_ok=False,
     )
-    assert "fleet-worker-1 failed during the rollout" in output
+    assert "fleet-server-1 failed during the rollout" in output
     assert "not-served" in output
     assert "It stays drained at the edge (fleet-state)" in output
-    # Stopped there: the second worker was not touched and still serves.
-    assert release(workers[0]) == ["FLEET_RELEASE=3"]
-    assert release(workers[1]) == ["FLEET_RELEASE=2"]
-    assert fragment(state) == (["fleet-worker-2"], ["fleet-worker-1"])
-    assert edge_upstreams(state) == [f"{network_address(workers[1])}:8123"]
+    # Stopped there: the second server was not touched and still serves.
+    assert release(servers[0]) == ["FLEET_RELEASE=3"]
+    assert release(servers[1]) == ["FLEET_RELEASE=2"]
+    assert fragment(state) == (["fleet-server-2"], ["fleet-server-1"])
+    assert edge_upstreams(state) == [f"{network_address(servers[1])}:8123"]
 
 
 def test_clients_saw_no_error_through_the_rollouts(client):
@@ -232,21 +325,22 @@ def test_clients_saw_no_error_through_the_rollouts(client):
     records = client_records(client)
     failures = [r for r in records if r["code"] != 200 or not r["complete"]]
     assert failures == [], failures[:10]
-    streams = [r for r in records if r["path"] == "/runs/stream"]
+    streams = [r for r in records if r["path"] == "stream"]
     assert len(streams) >= 10, len(streams)
+    assert len([r for r in records if r["path"] == "state"]) >= 10
     assert max(r["t"] for r in records) - min(r["t"] for r in records) > 60
 
 
-def test_the_failed_host_returns_with_a_limited_rollout(state, workers):
-    playbook("rollout.yml", "--limit", "fleet-worker-1", "-e", json.dumps({"langgraph_server_env": {"FLEET_RELEASE": "3"}}))
-    assert fragment(state) == (["fleet-worker-1", "fleet-worker-2"], [])
-    assert release(workers[0]) == ["FLEET_RELEASE=3"]
+def test_the_failed_host_returns_with_a_limited_rollout(state, servers):
+    playbook("rollout.yml", "--limit", "fleet-server-1", "-e", json.dumps({"langgraph_server_env": {"FLEET_RELEASE": "3"}}))
+    assert fragment(state) == (["fleet-server-1", "fleet-server-2"], [])
+    assert release(servers[0]) == ["FLEET_RELEASE=3"]
 
 
-def test_verify_prints_one_table(state, workers):
+def test_verify_prints_one_table(state):
     output = playbook("verify.yml")
-    rows = [line for line in output.splitlines() if re.search(r"fleet-(state|worker-\d)\s+\|", line)]
-    assert len(rows) == 3, output[-3000:]
+    rows = [line for line in output.splitlines() if re.search(r"fleet-(state|server-\d|worker-\d)\s+\|", line)]
+    assert len(rows) == len(ALL_HOSTS), output[-3000:]
     for row in rows:
         assert "FAIL" not in row and "not run" not in row, row
     assert sum("ok (smollm2)" in row for row in rows) == 2
