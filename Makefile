@@ -87,8 +87,11 @@ unit: collection
 	scripts/ansible-test.sh units --python 3.11
 
 # The benchmarks that need no Molecule host, in their quick mode: they must not rot (the
-# figures come from full runs; bench/README.md). prune_checkpoints.py runs in
-# molecule/postgresql, on its PostgreSQL.
+# figures come from full runs; bench/README.md). The ones that need hosts run their quick
+# modes in the scenarios' verify steps, also part of make test: prune_checkpoints.py in
+# molecule/postgresql, agent_server_engines.py in molecule/langgraph_server (Aegra) and
+# molecule/caddy (langgraph dev), edge_latency.py in molecule/caddy. fleet_converge.py has
+# no quick mode yet.
 bench-quick: collection vllm-image models
 	python bench/vllm_readiness.py --quick --image langgraph-stack-vllm-cpu:0.32.0 \
 	  --model $(CACHE)/models/SmolLM2-135M-Instruct
