@@ -312,6 +312,51 @@ def test_a_restart_drains_instead_of_killing_runs(replicas):
     wait_until_serving(running, old_pid=pid)
 
 
+def pickups(replicas, run_id: str) -> int:
+    """How many times any replica's worker picked the run up."""
+    return sum(int(replica.run(
+        f"journalctl -u {UNIT} -o cat --since=-10min | grep -F 'Worker picked up run' | grep -cF {run_id}").stdout.strip() or 0)
+        for replica in replicas)
+
+
+@pytest.mark.parametrize("service", ["postgresql", "redis-server"])
+def test_runs_in_flight_survive_a_restart_of_the_state_service(replicas, state_host, service):
+    """PostgreSQL (threads, runs, checkpoints) or Redis (the job queue, the leases' pub/sub)
+    restarted on the state host while four runs, two per replica, are inside their second
+    node: every run ends `success` (late is fine), each node ran once, and no run was
+    picked up twice."""
+    runs = [sdk(replicas[i % 2], """
+thread = await client.threads.create()
+run = await client.runs.create(thread["thread_id"], "smoke", input={}, config={"configurable": {"second_seconds": 6}})
+out([thread["thread_id"], run["run_id"]])
+""") for i in range(4)]
+    deadline = time.time() + 60
+    while any(state_of(replicas[0], thread_id)["values"].get("executions") != ["first"] for thread_id, _ in runs):
+        assert time.time() < deadline, "the runs' first nodes never finished"
+        time.sleep(0.5)
+    # Forty state reads at once on each replica: their checkpoint pools grow to hold many
+    # idle connections, as after a busy hour, for the restart to break.
+    for replica in replicas:
+        sdk(replica, f"""
+await asyncio.gather(*[client.threads.get_state(t) for t in {[thread_id for thread_id, _ in runs] * 10!r}])
+out(True)
+""")
+    state_host.run_expect([0], f"systemctl restart {service}")
+    for thread_id, run_id in runs:
+        status = ""
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            # A replica may answer 5xx for the seconds its pool takes to reconnect.
+            answer = replicas[0].run("%s -c %s", PYTHON, script(replicas[0], f'out((await client.runs.get({thread_id!r}, {run_id!r}))["status"])'))
+            status = json.loads(answer.stdout.splitlines()[-1]) if answer.rc == 0 else f"(rc {answer.rc})"
+            if status in ("success", "error", "interrupted", "timeout"):
+                break
+            time.sleep(1)
+        assert status == "success", (run_id, status)
+        assert state_of(replicas[0], thread_id)["values"]["executions"] == ["first", "second"]
+        assert pickups(replicas, run_id) == 1, run_id
+
+
 def test_bound_to_its_private_address_open_to_the_edge_only(host, state_host, prober):
     address = network_address(host)
     assert listening_on(host, 8123) == {f"tcp://{address}:8123"}

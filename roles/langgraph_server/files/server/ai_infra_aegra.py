@@ -9,7 +9,8 @@ here, which Aegra reads as "from the thread's latest checkpoint" and LangGraph r
 with input None: the same run LangGraph's server makes. Every other request passes
 through untouched.
 
-The systemd unit runs `uvicorn --factory ai_infra_aegra:create_app`.
+The systemd unit runs `uvicorn --factory ai_infra_aegra:create_app`, which also makes
+Aegra's checkpoint pool recover from a PostgreSQL restart (ai_infra_pool_recovery).
 """
 
 import json
@@ -72,6 +73,9 @@ class ResumeFromLatest:
 
 def create_app():
     """Aegra's app (settings from the environment, as aegra_api.main reads them), wrapped."""
+    import ai_infra_pool_recovery  # pylint: disable=import-outside-toplevel
+
+    ai_infra_pool_recovery.install()
     from aegra_api.main import app  # pylint: disable=import-outside-toplevel
 
     return ResumeFromLatest(app)
