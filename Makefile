@@ -57,7 +57,7 @@ models:
 
 # --- the two commands ------------------------------------------------------------------
 stack: host-tools collection models
-	@molecule/resources/images/build.sh bookworm >/dev/null
+	@for suite in bookworm trixie; do molecule/resources/images/build.sh $$suite >/dev/null; done
 	ansible-playbook playbooks/local_hosts.yml
 	ansible-playbook site.yml -i inventories/local
 	@ansible-playbook playbooks/local_summary.yml -i inventories/local
@@ -90,11 +90,12 @@ unit: collection
 # figures come from full runs; bench/README.md). The ones that need hosts run their quick
 # modes in the scenarios' verify steps, also part of make test: prune_checkpoints.py in
 # molecule/postgresql, agent_server_engines.py in molecule/langgraph_server (Aegra) and
-# molecule/caddy (langgraph dev), edge_latency.py in molecule/caddy. fleet_converge.py has
-# no quick mode yet.
+# molecule/caddy (langgraph dev), edge_latency.py in molecule/caddy. fleet_converge.py's
+# quick mode starts no host (it lists site.yml against its layouts' inventories).
 bench-quick: collection vllm-image models
 	python bench/vllm_readiness.py --quick --image langgraph-stack-vllm-cpu:0.32.0 \
 	  --model $(CACHE)/models/SmolLM2-135M-Instruct
+	python bench/fleet_converge.py --quick
 
 molecule: host-tools collection build images models
 	@test -n "$(S)" || { echo "usage: make molecule S=<scenario>; one of: $(SCENARIOS)"; exit 2; }
