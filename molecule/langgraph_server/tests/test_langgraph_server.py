@@ -331,14 +331,15 @@ run = await client.runs.create(thread["thread_id"], "smoke", input={}, config={"
 out([thread["thread_id"], run["run_id"]])
 """) for i in range(4)]
     deadline = time.time() + 60
-    while any(state_of(replicas[0], thread_id)["values"].get("executions") != ["first"] for thread_id, _ in runs):
+    threads = [thread_id for thread_id, run_id in runs]
+    while any(state_of(replicas[0], thread_id)["values"].get("executions") != ["first"] for thread_id in threads):
         assert time.time() < deadline, "the runs' first nodes never finished"
         time.sleep(0.5)
     # Forty state reads at once on each replica: their checkpoint pools grow to hold many
     # idle connections, as after a busy hour, for the restart to break.
     for replica in replicas:
         sdk(replica, f"""
-await asyncio.gather(*[client.threads.get_state(t) for t in {[thread_id for thread_id, _ in runs] * 10!r}])
+await asyncio.gather(*[client.threads.get_state(t) for t in {threads * 10!r}])
 out(True)
 """)
     state_host.run_expect([0], f"systemctl restart {service}")

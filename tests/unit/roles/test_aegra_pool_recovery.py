@@ -58,9 +58,10 @@ def test_a_broken_connection_fails_and_has_the_pool_checked_once():
     check = ai_infra_pool_recovery._recovering(check_connection)  # pylint: disable=protected-access
 
     async def scenario():
-        for _ in range(3):  # the next idle connections, broken too, while the check runs
+        for attempt in range(3):  # the next idle connections, broken too, while the check runs
             with pytest.raises(OSError):
                 await check(FakeConnection(pool, broken=True))
+            assert pool.ai_infra_checking, attempt  # one check in flight for all three
         await asyncio.sleep(0.01)
         assert not getattr(pool, "ai_infra_checking")
         with pytest.raises(OSError):  # a later failure checks the pool again

@@ -28,7 +28,8 @@ _CHECKS = set()
 async def _check_pool(pool):
     try:
         await pool.check()
-    except Exception:  # pylint: disable=broad-except  (a closed pool: nothing to recover)
+    # A closed pool (the server stopping) has nothing to recover.
+    except Exception:  # pylint: disable=broad-except
         pass
     finally:
         pool.ai_infra_checking = False
