@@ -149,7 +149,9 @@ def run_cost(span):
         "name": span.get("name"),
         "thread_id": attributes.get("metadata.thread_id") or attributes.get("session.id"),
         "run_id": attributes.get("metadata.run_id"),
-        "graph_id": attributes.get("metadata.graph_id"),
+        # langgraph dev puts the graph in the run's metadata; Aegra's span enrichment (which
+        # the server's tracing hook adds) under langfuse.trace.metadata.
+        "graph_id": attributes.get("metadata.graph_id") or attributes.get("langfuse.trace.metadata.graph_id"),
         "status": span.get("status_code"),
         "start_time": span.get("start_time"),
         "duration_s": round(duration, 6),

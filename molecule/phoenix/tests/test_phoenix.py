@@ -166,6 +166,15 @@ def test_a_graph_run_arrives_as_spans_with_thread_run_and_gpu_price(traced_run):
         assert attributes["gpu.hourly_usd"] == 2.5
 
 
+def test_only_graph_runs_are_traced(host, traced_run):
+    """The server's HTTP requests (the curls above, health checks) send no spans: every
+    root span is a graph run, which run_costs reads as one."""
+    newest = json.loads(host.check_output(
+        f"curl -sf -H 'Authorization: Bearer {ADMIN}' "
+        f"'{url(host)}/v1/projects/langgraph/spans?parent_id=null&sort=start_time&order=desc&limit=20'"))["data"]
+    assert newest and all(span["attributes"].get("metadata.run_id") for span in newest), [span["name"] for span in newest]
+
+
 def test_cost_per_run_playbook(traced_run):
     thread_id, run_id, spans = traced_run
     output = playbook(COLLECTION / "playbooks" / "run_costs.yml", "-e", f"phoenix_run_costs_thread_id={thread_id}")
@@ -174,6 +183,7 @@ def test_cost_per_run_playbook(traced_run):
     assert "total: " in output and "over 1 runs" in output
     # The smoke graph's second node sleeps 1 s: the run lasted at least that, at 2.5 USD/h.
     line = next(line for line in output.splitlines() if run_id in line)
+    assert " smoke " in line, line
     seconds, price, cost = (float(value.strip("'\",")) for value in line.split()[-3:])
     assert seconds >= 1.0 and price == 2.5
     assert cost == pytest.approx(2.5 / 3600 * seconds, abs=1e-6)

@@ -37,11 +37,22 @@ def _setup():
         api_key=api_key,
         project_name=os.environ.get("AI_INFRA_PHOENIX_PROJECT", "langgraph"),
         batch=True,
-        set_global_tracer_provider=True,
+        # Not the process's global provider: the server's web framework traces every HTTP
+        # request through that one (Caddy's health checks every 10 s, each a root span
+        # that run_costs would read as a run). Only the graphs' spans are sent.
+        set_global_tracer_provider=False,
         verbose=False,
     )
     # Keep register()'s exporter: without replace_default_processor=False it is dropped.
     provider.add_span_processor(GpuCostAttributes(), replace_default_processor=False)
+    try:
+        # Aegra's own processor: the run's graph_id (which Aegra leaves out of the run's
+        # metadata), thread and user on every span of a run, for run_costs.
+        from aegra_api.observability.span_enrichment import SpanEnrichmentProcessor
+    except ImportError:  # langgraph dev: its run metadata has the graph already
+        pass
+    else:
+        provider.add_span_processor(SpanEnrichmentProcessor(), replace_default_processor=False)
     LangChainInstrumentor().instrument(tracer_provider=provider)
 
 

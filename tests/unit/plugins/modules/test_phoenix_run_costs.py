@@ -79,6 +79,17 @@ def test_cost_per_run_from_the_root_spans(phoenix):
     assert phoenix.paths[0].startswith("/v1/projects/langgraph/spans?")
 
 
+def test_the_graph_of_an_aegra_run_from_its_span_enrichment(phoenix):
+    """Aegra has no graph_id in the run's metadata; its SpanEnrichmentProcessor (added by
+    the server's tracing hook) sets langfuse.trace.metadata.graph_id on every span."""
+    answer = json.loads(phoenix.body)
+    attributes = answer["data"][0]["attributes"]
+    attributes["langfuse.trace.metadata.graph_id"] = attributes.pop("metadata.graph_id")
+    phoenix.body = json.dumps(answer)
+    result = run_module(phoenix_run_costs.main, args(phoenix, last=5))
+    assert result["runs"][0]["graph_id"] == "smoke"
+
+
 def test_one_thread_only_is_a_string_attribute_filter(phoenix):
     run_module(phoenix_run_costs.main, args(phoenix, thread_id="42", project="my project"))
     path = phoenix.paths[0]
