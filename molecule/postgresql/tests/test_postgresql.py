@@ -190,9 +190,11 @@ def test_backup_dumps_every_database_and_rotates(host):
 
 
 def test_prune_benchmark_quick_mode(host, threads):
-    """bench/prune_checkpoints.py --quick on a scratch database: the bench does not rot."""
+    """bench/prune_checkpoints.py --quick on a scratch database with Aegra's tables: the
+    bench does not rot."""
     collection = pathlib.Path(__file__).resolve().parents[3]
-    for relative in ("bench/prune_checkpoints.py", "plugins/module_utils/checkpoint_prune.py"):
+    for relative in ("bench/prune_checkpoints.py", "bench/aegra_0.11.0_schema.sql",
+                     "plugins/module_utils/checkpoint_prune.py"):
         source = (collection / relative).read_text(encoding="utf-8")
         host.check_output("mkdir -p /opt/molecule-files/%s" % pathlib.Path(relative).parent)
         host.check_output("cat > /opt/molecule-files/%s <<'PYEOF'\n%s\nPYEOF" % (relative, source))
@@ -215,3 +217,6 @@ def test_prune_benchmark_quick_mode(host, threads):
     # ours leaves no orphans; the seed guide's DELETE leaves its blobs and writes behind.
     assert lines["orphaned blobs"][-2:] == ["0", "200"], out
     assert lines["orphaned writes"][-2:] == ["0", "1000"], out
+    # and ours removes the engine's thread rows with their runs; the seed's leaves them.
+    assert lines["orphaned thread rows"][-2:] == ["0", "100"], out
+    assert lines["orphaned runs rows"][-2:] == ["0", "200"], out
