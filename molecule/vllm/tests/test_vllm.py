@@ -214,7 +214,9 @@ def test_the_unit_owns_the_container_and_the_router_drops_it_while_stopped(host)
     first = host.check_output("docker inspect --format '{{.Id}}' vllm")
     host.run_expect([0], "systemctl stop vllm")
     try:
-        assert host.run("docker inspect vllm").rc != 0
+        # `docker run --rm` removes the stopped container in the background: wait for it.
+        gone = "timeout 30 sh -c 'while docker inspect vllm >/dev/null 2>&1; do sleep 0.5; done'"
+        assert host.run(gone).rc == 0, "the stopped container was not removed within 30 s"
         time.sleep(6)  # three health intervals (2 s)
         calls(6)
         # The active health check took it out before any call tried it: no failed dial.
