@@ -97,6 +97,8 @@ def recreate_container(name: str, new_address: bool = False, timeout: int = 120)
     argv += [f"--security-opt={opt}" for opt in host_config.get("SecurityOpt") or []]
     argv += [f"--tmpfs={path}" + (f":{opts}" if opts else "") for path, opts in (host_config.get("Tmpfs") or {}).items()]
     argv += [f"--volume={bind}" for bind in host_config.get("Binds") or []]
+    argv += [f"--device={device['PathOnHost']}:{device['PathInContainer']}" for device in host_config.get("Devices") or []]
+    argv += [f"--sysctl={key}={value}" for key, value in (host_config.get("Sysctls") or {}).items()]
     argv += [f"--label={key}={value}" for key, value in (config.get("Labels") or {}).items()]
     placeholder = f"{name}-placeholder"
     subprocess.run(["docker", "rm", "--force", name], check=True, capture_output=True)
