@@ -262,3 +262,17 @@ def test_after_a_reboot_the_mesh_and_the_service_on_it_come_back():
         assert time.monotonic() < deadline, "Redis did not answer over the mesh within 60 s of the reboot"
         time.sleep(2)
     assert 'udp dport 51820 accept' in state.check_output("nft list chain inet ai_infra_base input")
+
+
+def test_a_host_set_absent_leaves_and_the_others_drop_it():
+    """wireguard_state: absent for the worker, in a run over every host: its interface and
+    its port are gone, and no peer lists it (none brings its interface back)."""
+    state, server, worker = (node(n) for n in MESH)
+    gone = public_key(worker)
+    converge("-e", "molecule_worker_state=absent", "-e", "wireguard_key_serial=2")
+    assert not worker.service("wg-quick@wg0").is_running and not worker.service("wg-quick@wg0").is_enabled
+    assert not worker.file("/etc/wireguard/wg0.conf").exists
+    assert "51820" not in worker.check_output("nft list chain inet ai_infra_base input")
+    for peer in (state, server):
+        assert gone not in peer_keys(peer) and "wireguard-worker" not in peer.file("/etc/wireguard/wg0.conf").content_string
+    assert redis_over(server, mesh_address(state)) == "['+OK', '+PONG']"
