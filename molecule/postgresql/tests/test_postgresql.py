@@ -40,6 +40,59 @@ def test_listens_on_loopback_and_private_address_only(host, prober):
     assert connect_from(prober, address, 5432) == "open"  # firewall rule for the network
 
 
+TLS_DIR = "/etc/ai-infra/postgresql-tls"
+# Runs on the prober: PostgreSQL's SSLRequest, then a TLS handshake that checks the
+# server's certificate against one CA file ("-": the system's CAs) and one name, as
+# libpq's sslmode=verify-full does. Prints "verified" or why not.
+TLS_HANDSHAKE = """
+import socket, ssl, struct, sys
+address, cafile, name = sys.argv[1], sys.argv[2], sys.argv[3]
+sock = socket.create_connection((address, 5432), timeout=5)
+sock.sendall(struct.pack("!ii", 8, 80877103))
+assert sock.recv(1) == b"S"
+context = ssl.create_default_context(cafile=None if cafile == "-" else cafile)
+try:
+    context.wrap_socket(sock, server_hostname=name).close()
+    print("verified")
+except ssl.SSLCertVerificationError as err:
+    print(err.verify_message)
+"""
+
+
+def handshake(prober, address: str, cafile: str, name: str) -> str:
+    return prober.check_output("python3 -c %s %s %s %s", TLS_HANDSHAKE, address, cafile, name)
+
+
+def test_certificate_from_the_hosts_own_ca_checked_like_verify_full(host, prober):
+    """From another machine: the server's certificate verifies against this host's CA and
+    its address only; another host's CA, the system's CAs or another name are refused."""
+    address = host.interface("eth0").addresses[0]
+    name = host.backend.get_hostname()
+    own = f"/tmp/{name}-postgresql-ca.crt"
+    prober.run_expect([0], f"cat > {own} << 'EOF'\n{host.file(TLS_DIR + '/ca.crt').content_string}EOF")
+    assert handshake(prober, address, own, address) == "verified"
+    assert handshake(prober, address, own, name) == "verified"
+    assert "mismatch" in handshake(prober, address, own, "db.example.invalid")
+    assert "unable to get local issuer certificate" in handshake(prober, address, "-", address)
+    others = [other for other in prober.check_output("ls /tmp").split() if other.endswith("-postgresql-ca.crt")]
+    for other in others:
+        if other != own.removeprefix("/tmp/"):
+            assert handshake(prober, address, "/tmp/" + other, address) != "verified"
+    # libpq itself, with the password, over the private address.
+    login = host.run(
+        "PGPASSWORD=%s psql %s -XAtc 'select ssl from pg_stat_ssl where pid = pg_backend_pid()'", LANGGRAPH[1],
+        f"host={address} user=langgraph dbname=langgraph sslmode=verify-full sslrootcert={TLS_DIR}/ca.crt",
+    )
+    assert login.stdout.strip() == "t", login.stderr
+
+
+def test_ca_key_stays_root_only(host):
+    ca_key, server_key = host.file(TLS_DIR + "/ca.key"), host.file(TLS_DIR + "/server.key")
+    assert (ca_key.user, ca_key.group, ca_key.mode) == ("root", "root", 0o600)
+    assert (server_key.user, server_key.group, server_key.mode) == ("root", "postgres", 0o640)
+    assert psql(host, "show ssl_key_file").stdout.strip() == TLS_DIR + "/server.key"
+
+
 PGDG_SOURCES = "/etc/apt/sources.list.d/ai-infra-pgdg.sources"
 PGDG_KEYRING = "/etc/apt/keyrings/ai-infra-pgdg.asc"
 
