@@ -395,12 +395,52 @@ def test_runs_sandboxed_as_the_langgraph_user(host):
     assert "NoNewPrivileges=yes" in props and "ProtectSystem=strict" in props and "Restart=on-failure" in props
 
 
-def test_state_on_the_state_host(host):
-    """The replicas keep everything on the state host: TLS to PostgreSQL, nothing local."""
+# Runs on a replica with the release's Python: one connection by each driver the server
+# uses (psycopg: libpq; asyncpg: Aegra's own tables), as the unit's environment has them,
+# with PGSSLROOTCERT taken from argv; prints what each got.
+BOTH_DRIVERS = """
+import asyncio, os, sys
+import asyncpg, psycopg
+os.environ["PGSSLROOTCERT"] = sys.argv[2]
+def psycopg_says():
+    try:
+        with psycopg.connect(sys.argv[1]) as conn:
+            return "ok" if conn.execute("select ssl from pg_stat_ssl where pid = pg_backend_pid()").fetchone()[0] else "plain"
+    except psycopg.OperationalError as err:
+        return "refused: " + str(err).strip().splitlines()[-1]
+async def asyncpg_says():
+    try:
+        # As Aegra hands it over (SQLAlchemy's asyncpg dialect): the mode as the ssl argument.
+        dsn, _sep, query = sys.argv[1].partition("?")
+        conn = await asyncpg.connect(dsn, ssl=query.removeprefix("sslmode="))
+    except Exception as err:
+        return "refused: " + type(err).__name__ + " " + str(err)
+    await conn.close()
+    return "ok"
+print(psycopg_says())
+print(asyncio.run(asyncpg_says()))
+"""
+
+
+def test_state_on_the_state_host(host, state_host):
+    """The replicas keep everything on the state host, over TLS that checks the server's
+    certificate against the state host's own CA: both drivers refuse any other CA."""
     env = env_file(host)
-    assert env["DATABASE_URL"].endswith("sslmode=require") and "@127.0.0.1:" not in env["DATABASE_URL"]
+    assert env["DATABASE_URL"].endswith("sslmode=verify-full") and "@127.0.0.1:" not in env["DATABASE_URL"]
+    assert env["PGSSLROOTCERT"] == "/etc/langgraph/postgresql-ca.crt"
+    assert host.file(env["PGSSLROOTCERT"]).content_string == state_host.file("/etc/ai-infra/postgresql-tls/ca.crt").content_string
     assert not host.service("postgresql").is_running
     assert not host.service("redis-server").is_running
+    trusted = host.check_output("%s -c %s %s %s", PYTHON, BOTH_DRIVERS, env["DATABASE_URL"], env["PGSSLROOTCERT"])
+    assert trusted.splitlines() == ["ok", "ok"]
+    # The system's CAs (the other choice a client has) do not vouch for this server.
+    other = host.check_output("%s -c %s %s %s", PYTHON, BOTH_DRIVERS, env["DATABASE_URL"], "/etc/ssl/certs/ca-certificates.crt")
+    assert [line.startswith("refused") and "certificate verify failed" in line for line in other.splitlines()] == [True, True], other
+    # Every connection this replica holds to PostgreSQL is encrypted.
+    rows = state_host.check_output(
+        "runuser -u postgres -- psql -tAc \"SELECT s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) "
+        "WHERE a.usename = 'langgraph' AND host(a.client_addr) = '%s'\"", network_address(host)).split()
+    assert rows and set(rows) == {"t"}
 
 
 def test_broken_release_fails_and_the_live_one_keeps_serving(host):

@@ -96,7 +96,11 @@ def test_key_handed_to_the_server_in_its_private_env_file_only(host, worker):
 def test_stored_in_the_state_hosts_postgresql_over_tls(host, state):
     env = host.file("/etc/phoenix/phoenix.env")
     assert env.user == "root" and env.mode == 0o600
-    assert f"@{network_address(state)}:5432/phoenix?sslmode=require\n" in env.content_string
+    ca_file = "/opt/ai-infra/phoenix/postgresql-ca.crt"
+    assert f"@{network_address(state)}:5432/phoenix?sslmode=verify-full&sslrootcert={ca_file}\n" in env.content_string
+    # The state host's own CA, readable by the phoenix user (it is public).
+    assert host.file(ca_file).content_string == state.file("/etc/ai-infra/postgresql-tls/ca.crt").content_string
+    assert host.run(f"runuser -u phoenix -- cat {ca_file}").rc == 0
     count = state.check_output("runuser -u postgres -- psql -d phoenix -tAc 'SELECT count(*) FROM projects'")
     assert int(count) >= 1
     # Every connection Phoenix holds comes from its host and is encrypted.
