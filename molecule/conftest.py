@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import time
 
@@ -165,3 +166,45 @@ def signature_refused_with_other_key(host, sources: str) -> bool:
     # apt 2.6 (bookworm) says NO_PUBKEY; apt 3 (trixie, sqv) says "Missing key"; both then
     # refuse the repository as not signed.
     return result.rc != 0 and "is not signed" in output and ("NO_PUBKEY" in output or "Missing key" in output)
+
+
+# Captures one interface (eth0: the one to the Internet on a Spheron host; wg0: the mesh,
+# after decryption) with a raw socket for a few seconds and says which secrets appeared in
+# any frame: tcpdump's view, no package.
+CAPTURE = """
+import json, socket, sys, time
+interface, seconds, needles = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind((interface, 0))
+s.settimeout(0.5)
+frames, found, end = 0, set(), time.monotonic() + seconds
+open("/tmp/capture.started", "w").close()
+while time.monotonic() < end:
+    try:
+        frame = s.recv(65535)
+    except socket.timeout:
+        continue
+    frames += 1
+    found.update(n for n in needles if n.encode() in frame)
+print(json.dumps({"frames": frames, "found": sorted(found)}))
+"""
+
+
+def captured(host, needles: list[str], action, seconds: float = 6, interface: str = "eth0") -> tuple[int, set]:
+    """Capture an interface of host while action() runs: (frames seen, the needles found)."""
+    host.run("rm -f /tmp/capture.started /tmp/capture.out")
+    host.run("sh -c %s", "python3 -c %s %s %s %s > /tmp/capture.out 2>&1 &" % (
+        shlex.quote(CAPTURE), interface, seconds, " ".join(shlex.quote(n) for n in needles)))
+    for _attempt in range(50):
+        if host.file("/tmp/capture.started").exists:
+            break
+        time.sleep(0.1)
+    action()
+    time.sleep(seconds + 1)
+    result = json.loads(host.check_output("cat /tmp/capture.out"))
+    return result["frames"], set(result["found"])
+
+
+def mesh_address(host, interface: str = "wg0") -> str:
+    """The host's address on the WireGuard mesh."""
+    return host.check_output(f"ip -4 -o addr show dev {interface}").split()[3].split("/")[0]

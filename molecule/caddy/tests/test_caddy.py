@@ -13,7 +13,7 @@ import time
 
 import pytest
 import testinfra
-from conftest import connect_from, listening_on, network_address, scenario_name
+from conftest import captured, connect_from, listening_on, mesh_address, network_address, scenario_name
 
 testinfra_hosts = ["ansible://edge"]
 
@@ -234,9 +234,40 @@ def test_https_reachable_gate_and_admin_api_not(host, prober):
 
 
 def test_upstream_port_closed_to_other_machines(host, prober, state_host):
-    """The server listens on the state host's private address for the edges only."""
+    """The server listens on the state host's mesh address, for the edges only. (The prober
+    is outside the mesh: this network's gateway would answer its connection to a mesh
+    address itself, so only the plain address is tried from there.)"""
     assert connect_from(prober, network_address(state_host), 8123) in ("refused", "timeout")
-    assert host.run(f"curl -s -o /dev/null -w '%{{http_code}}' http://{network_address(state_host)}:8123/ok").stdout == "200"
+    assert host.run(f"curl -s -o /dev/null -w '%{{http_code}}' http://{mesh_address(state_host)}:8123/ok").stdout == "200"
+    assert listening_on(state_host, 8123) == {f"tcp://{mesh_address(state_host)}:8123"}
+
+
+def test_between_the_hosts_only_the_mesh_sees_the_prompt_and_nobody_the_token(prober, state_host):
+    """Requests through the Debian 13 edge reach the server on the Debian 12 host over the
+    mesh, and its gate authenticates to Redis there (restarted, so it logs in anew). On the
+    state host's wg0 (the mesh after decryption) the prompt and Redis's password are seen,
+    so the capture can find them; on its eth0 (the wire) neither is. The client's token is
+    on neither: the edge drops it before the servers."""
+    edge = testinfra.get_host(f"docker://{scenario_name()}-debian13")
+    prompt = f"molecule-prompt-{int(time.time())}-tell-me-a-secret"
+    needles = [prompt, TOKEN, "molecule-redis-app-secret"]
+    statuses = []
+
+    def traffic():
+        edge.run_expect([0], "systemctl restart ai-infra-gate")
+        edge.run_expect([0], "for i in $(seq 30); do curl -sf http://127.0.0.1:9180/healthz && break; sleep 1; done")
+        for _request in range(2):
+            statuses.append(call(edge, prober, path="/threads", method="POST",
+                                 headers={"Content-Type": "application/json"},
+                                 body=json.dumps({"metadata": {"prompt": prompt}}))["status"])
+
+    frames, found = captured(state_host, needles, traffic, seconds=12, interface="wg0")
+    assert statuses == [200, 200] and frames > 0
+    assert found == {prompt, "molecule-redis-app-secret"}, found
+    statuses.clear()
+    frames, found = captured(state_host, needles, traffic, seconds=12, interface="eth0")
+    assert statuses == [200, 200] and frames > 0
+    assert found == set(), found
 
 
 def test_gate_down_fails_closed(host, prober):
