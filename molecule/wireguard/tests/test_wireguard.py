@@ -7,11 +7,12 @@ from __future__ import annotations
 import os
 import pathlib
 import subprocess
+import sys
 import time
 
 import testinfra
 
-from conftest import connect_from, network_address, recreate_container, restart_container
+from conftest import captured, connect_from, mesh_address, network_address, recreate_container, restart_container
 
 testinfra_hosts = ["ansible://molecule_hosts"]
 
@@ -22,10 +23,6 @@ CONVERGE = pathlib.Path(__file__).parents[1] / "converge.yml"
 
 def node(name):
     return testinfra.get_host(f"docker://{name}")
-
-
-def mesh_address(host) -> str:
-    return host.interface("wg0").addresses[0]
 
 
 def public_key(host) -> str:
@@ -63,40 +60,6 @@ print(data.decode().split())
 
 def redis_over(client, address: str) -> str:
     return client.check_output("python3 -c %s %s %s", REDIS_PING, address, PASSWORD)
-
-
-# Captures eth0 (the interface to the Internet on a Spheron host) with a raw socket for a
-# few seconds and says whether a secret appeared in any frame: tcpdump's view, no package.
-CAPTURE = """
-import socket, sys, time
-needle = sys.argv[1].encode()
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
-s.bind(("eth0", 0))
-s.settimeout(0.5)
-frames, found, end = 0, False, time.monotonic() + float(sys.argv[2])
-open("/tmp/capture.started", "w").close()
-while time.monotonic() < end:
-    try:
-        frame = s.recv(65535)
-    except socket.timeout:
-        continue
-    frames += 1
-    found = found or needle in frame
-print(frames, "found" if found else "absent")
-"""
-
-
-def captured(host, needle: str, action, seconds: float = 6) -> tuple[int, str]:
-    host.run("rm -f /tmp/capture.started /tmp/capture.out")
-    host.run("sh -c %s", f"python3 -c '{CAPTURE}' {needle} {seconds} > /tmp/capture.out 2>&1 &")
-    for _attempt in range(50):
-        if host.file("/tmp/capture.started").exists:
-            break
-        time.sleep(0.1)
-    action()
-    time.sleep(seconds + 1)
-    frames, verdict = host.check_output("cat /tmp/capture.out").split()
-    return int(frames), verdict
 
 
 def test_each_host_has_its_address_and_keeps_its_private_key(host):
@@ -150,11 +113,29 @@ def test_no_secret_crosses_the_wire_in_clear():
     and does not see it while the agent server authenticates to Redis over the mesh."""
     state, server = node("wireguard-state"), node("wireguard-server")
     plain = network_address(state)
-    frames, verdict = captured(state, PASSWORD, lambda: server.run(
+    frames, found = captured(state, [PASSWORD], lambda: server.run(
         "python3 -c %s", f"import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'AUTH langgraph {PASSWORD}', ('{plain}', 9))"))
-    assert verdict == "found" and frames > 0
-    frames, verdict = captured(state, PASSWORD, lambda: [redis_over(server, mesh_address(state)) for _login in range(3)])
-    assert verdict == "absent" and frames > 0
+    assert found == {PASSWORD} and frames > 0
+    frames, found = captured(state, [PASSWORD], lambda: [redis_over(server, mesh_address(state)) for _login in range(3)])
+    assert found == set() and frames > 0
+
+
+def test_mesh_latency_benchmark_quick_mode():
+    """bench/mesh_latency.py --quick between the agent server and the state host: the bench
+    does not rot, it prints both shapes on both paths, and its firewall opening and its
+    responder are gone afterwards."""
+    collection = pathlib.Path(__file__).resolve().parents[3]
+    run = subprocess.run(
+        [sys.executable, str(collection / "bench" / "mesh_latency.py"), "--client", "wireguard-server",
+         "--server", "wireguard-state", "--quick"],
+        capture_output=True, text=True, check=False, timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = [line for line in run.stdout.splitlines() if line.startswith(("query", "model call"))]
+    assert len(rows) == 2 and all(line.count("ms") == 4 for line in rows), run.stdout
+    state = node("wireguard-state")
+    assert "mesh bench" not in state.check_output("nft list ruleset")
+    assert state.run("pgrep -f '[9]431 '").rc == 1
 
 
 def converge(*extra) -> None:
