@@ -124,7 +124,7 @@ def close_port(server: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--client", required=True, help="container of the calling host (an agent server)")
     parser.add_argument("--server", required=True, help="container of the called host (the state host)")
     parser.add_argument("--interface", default="wg0", help="the mesh interface (wireguard_interface)")
