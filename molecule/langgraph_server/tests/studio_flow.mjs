@@ -24,10 +24,14 @@ seen.graphNodes = graph.nodes.map((n) => n.id).sort();
 const schemas = await client.assistants.getSchemas(smoke.assistant_id);
 seen.schemaKeys = Object.keys(schemas).sort();
 
-// A thread run streamed in the modes Studio uses.
+// A thread run streamed in the modes Studio uses. Its second node waits 2 s: once in CI
+// this stream came back empty with an instant run. The likely cause, from Aegra 0.11.0's
+// code: it replays a run's stored events, then subscribes to the live ones, and a run that
+// another replica's worker finished between the two is missed. Studio's runs call a model
+// and last longer than that gap.
 const thread = await client.threads.create({ metadata: { from: "js-sdk" } });
 seen.streamEvents = await events(client.runs.stream(thread.thread_id, "smoke", {
-  input: {}, streamMode: ["values", "updates", "debug"],
+  input: {}, streamMode: ["values", "updates", "debug"], config: { configurable: { second_seconds: 2 } },
 }));
 seen.search = (await client.threads.search({ metadata: { from: "js-sdk" }, limit: 10 })).map((t) => t.thread_id);
 seen.threadId = thread.thread_id;
