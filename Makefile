@@ -90,7 +90,8 @@ unit: collection
 # figures come from full runs; bench/README.md). The ones that need hosts run their quick
 # modes in the scenarios' verify steps, also part of make test: prune_checkpoints.py in
 # molecule/postgresql, agent_server_engines.py in molecule/langgraph_server (Aegra) and
-# molecule/caddy (langgraph dev), edge_latency.py in molecule/caddy. fleet_converge.py's
+# molecule/caddy (langgraph dev), edge_latency.py in molecule/caddy, mesh_latency.py in
+# molecule/wireguard. fleet_converge.py's
 # quick mode starts no host (it lists site.yml against its layouts' inventories).
 bench-quick: collection vllm-image models
 	python bench/vllm_readiness.py --quick --image langgraph-stack-vllm-cpu:0.32.0 \

@@ -6,7 +6,8 @@ import json
 import pathlib
 
 import pytest
-from conftest import apt_update_with, connect_from, listening_on, signature_refused_with_other_key
+import testinfra
+from conftest import apt_update_with, connect_from, listening_on, scenario_name, signature_refused_with_other_key
 
 testinfra_hosts = ["ansible://molecule_hosts"]
 
@@ -74,10 +75,13 @@ def test_certificate_from_the_hosts_own_ca_checked_like_verify_full(host, prober
     assert handshake(prober, address, own, name) == "verified"
     assert "mismatch" in handshake(prober, address, own, "db.example.invalid")
     assert "unable to get local issuer certificate" in handshake(prober, address, "-", address)
-    others = [other for other in prober.check_output("ls /tmp").split() if other.endswith("-postgresql-ca.crt")]
-    for other in others:
-        if other != own.removeprefix("/tmp/"):
-            assert handshake(prober, address, "/tmp/" + other, address) != "verified"
+    # The other test host's CA (each host has its own) does not vouch for this one.
+    for distro in ("debian12", "debian13"):
+        other = testinfra.get_host(f"docker://{scenario_name()}-{distro}")
+        if other.backend.get_hostname() != name:
+            foreign = f"/tmp/{distro}-foreign-postgresql-ca.crt"
+            prober.run_expect([0], f"cat > {foreign} << 'EOF'\n{other.file(TLS_DIR + '/ca.crt').content_string}EOF")
+            assert handshake(prober, address, foreign, address) != "verified"
     # libpq itself, with the password, over the private address.
     login = host.run(
         "PGPASSWORD=%s psql %s -XAtc 'select ssl from pg_stat_ssl where pid = pg_backend_pid()'", LANGGRAPH[1],
