@@ -1,9 +1,11 @@
 """Verifies the WireGuard mesh between three hosts: keys kept on their hosts, every peer
-linked, Redis reachable over the mesh only, nothing readable on the wire, and a host whose
-key is rotated or that is replaced taken back into every peer list by its own run."""
+linked, Redis reachable over the mesh only, nothing readable on the wire, a host whose key
+is rotated taken back into every peer list by its own run, and a replaced host by the next
+reprovision.yml."""
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import subprocess
@@ -161,15 +163,32 @@ def test_a_rotated_key_replaces_the_old_one_in_every_peer_list():
     assert redis_over(server, mesh_address(state)) == "['+OK', '+PONG']"
 
 
-def test_a_replaced_host_is_taken_in_by_its_own_run():
-    """A new machine under the old name: new key, new public address. Its run (limited to
-    it) puts it in every peer list and removes the old key everywhere."""
+def reprovision(tmp_path, *extra_args) -> dict:
+    """playbooks/reprovision.yml over the whole mesh, as the schedule runs it, with this
+    scenario's converge.yml as the site playbook; its report."""
+    collection = pathlib.Path(__file__).resolve().parents[3]
+    run = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(collection / "playbooks" / "reprovision.yml"),
+         "-e", json.dumps({"reprovision_site_playbook": str(CONVERGE), "reprovision_report_dir": str(tmp_path),
+                           "reprovision_extra_args": list(extra_args)})],
+        capture_output=True, text=True, check=False,
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"},
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    return json.loads((tmp_path / "last-report.json").read_text())
+
+
+def test_a_replaced_host_is_taken_in_by_reprovision(tmp_path):
+    """A new machine under the old name: new key, new public address. The next
+    reprovision.yml (no limit, as the schedule runs it) finds it drifted, provisions it,
+    puts it in every peer list and removes the old key everywhere."""
     state, server, worker = (node(n) for n in MESH)
     old_key, old_address = public_key(worker), network_address(worker)
     recreate_container("wireguard-worker", new_address=True)
     worker = node("wireguard-worker")
     assert network_address(worker) != old_address
-    converge("--limit", "wireguard-worker", "-e", "wireguard_key_serial=2")
+    report = reprovision(tmp_path, "-e", "wireguard_key_serial=2")
+    assert report["drift"]["wireguard-worker"]["changed"] and report["applied"]["wireguard-worker"]["changed"]
     new_key = public_key(worker)
     assert new_key != old_key
     for peer in (state, server):
