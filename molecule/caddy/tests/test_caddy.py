@@ -109,7 +109,8 @@ def call(host, prober, path="/ok", method="GET", headers=None, body="", token=TO
 
 
 def hs256(host, **claims) -> str:
-    body = {"sub": "studio-user", "aud": "langgraph", "exp": int(time.time()) + 300, **claims}
+    body = {"sub": "studio-user", "aud": "langgraph", "iss": "https://idp.molecule.test", "exp": int(time.time()) + 300,
+            **claims}
     return host.check_output(
         f"{GATE_PYTHON} -c %s", f"import jwt; print(jwt.encode({body!r}, {JWT_SECRET!r}, algorithm='HS256'))"
     )
@@ -124,10 +125,66 @@ def test_no_token_401_and_a_valid_token_reaches_the_server(host, prober):
     assert served["status"] == 200 and "version" in json.loads(served["body"])
 
 
-def test_jwts_valid_expired_and_for_another_audience(host, prober):
+def test_jwts_valid_expired_for_another_audience_or_issuer_and_too_long(host, prober):
     assert call(host, prober, token=hs256(host))["status"] == 200
     assert call(host, prober, token=hs256(host, exp=int(time.time()) - 30))["status"] == 401
     assert call(host, prober, token=hs256(host, aud="another-service"))["status"] == 401
+    assert call(host, prober, token=hs256(host, iss="https://another-idp.example"))["status"] == 401
+    # Valid for ten years: longer than caddy_auth_jwt_max_lifetime (a day).
+    assert call(host, prober, token=hs256(host, exp=int(time.time()) + 10 * 365 * 86400))["status"] == 401
+
+
+def test_bad_tokens_from_one_address_do_not_lock_out_a_good_one(host, prober):
+    """Failed logins have a budget of their own (10 a minute, 5 a second per address):
+    past it the bad ones get 429, and a good token from the same address still passes."""
+    statuses = [call(host, prober, token=f"wrong-token-{i:02d}-0123456789abcdef")["status"] for i in range(12)]
+    assert statuses[:5] == [401] * 5 and 429 in statuses, statuses
+    assert call(host, prober)["status"] == 200
+
+
+def test_an_encoded_or_dotted_path_meets_its_route_budget(host, prober):
+    """The route budget of /info (3 a minute) holds for every spelling of /info the server
+    would route there; an encoded slash is refused."""
+    assert [call(host, prober, path="/info")["status"] for _attempt in range(3)] == [200, 200, 200]
+    for path in ("/%69nfo", "/%69%6E%66%6F", "/./info", "/ok/../info", "//info"):
+        assert call(host, prober, path=path)["status"] == 429, path
+    assert call(host, prober, path="/threads%2Fsearch")["status"] == 400
+
+
+# Runs on the prober: a request sent one line (headers) or one byte (body) a second over
+# TLS; prints the seconds until the edge answered or closed the connection (30: never).
+SLOW_CLIENT = """
+import socket, ssl, sys, time
+address, cafile, part, token = sys.argv[1:5]
+ctx = ssl.create_default_context(cafile=cafile)
+sock = ctx.wrap_socket(socket.create_connection((address, 443), timeout=5), server_hostname=address)
+head = "POST /threads HTTP/1.1\\r\\nHost: %s\\r\\n" % address
+if part == "body":
+    head += "Authorization: Bearer %s\\r\\nContent-Type: application/json\\r\\nContent-Length: 100\\r\\n\\r\\n" % token
+sock.sendall(head.encode())
+start = time.monotonic()
+sock.settimeout(1)
+while time.monotonic() - start < 30:
+    try:
+        sock.sendall(b"X-Slow: 1\\r\\n" if part == "headers" else b" ")
+        if sock.recv(1024) is not None:
+            break
+    except socket.timeout:
+        continue
+    except (OSError, ssl.SSLError):
+        break
+print(round(time.monotonic() - start, 1))
+"""
+
+
+@pytest.mark.parametrize("part", ["headers", "body"])
+def test_a_slow_client_is_cut_at_the_deadline(host, prober, part):
+    """caddy_timeouts here: 3 s for the headers, 5 s for the whole request. A client that
+    sends a header line (with no credentials) or a body byte a second is answered or cut
+    by then; without the deadlines it would hold the connection for the test's 30 s."""
+    seconds = float(prober.check_output("python3 -c %s %s %s %s %s", SLOW_CLIENT, network_address(host),
+                                        trusted_ca(host, prober), part, TOKEN))
+    assert seconds < 12, f"the edge held a slow client's connection for {seconds} s"
 
 
 def test_over_budget_429_with_retry_after(host, prober):

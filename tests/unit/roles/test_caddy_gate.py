@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import os
 import sys
@@ -27,12 +28,13 @@ from ai_infra_gate import ConfigError, Gate  # noqa: E402  pylint: disable=wrong
 TOKEN = "static-token-for-the-unit-tests-0123456789"
 SECRET = "hs256-secret-for-the-unit-tests-0123456789abcdef"
 ENV = {"GATE_JWT_SECRET": SECRET}
+ISSUER = "https://idp.example"
 
 
 def config(**overrides):
     base = {
         "tokens": [{"name": "ci", "sha256": hashlib.sha256(TOKEN.encode()).hexdigest()}],
-        "jwt": {"algorithms": ["HS256"], "audience": "langgraph"},
+        "jwt": {"algorithms": ["HS256"], "audience": "langgraph", "issuer": ISSUER},
         "limits": {"default": {"requests": 20, "period": 60, "burst": 10}},
     }
     base.update(overrides)
@@ -51,7 +53,7 @@ def request(token=None, ip="198.51.100.7", path="/threads"):
 
 
 def hs256(**claims):
-    body = {"sub": "alice", "aud": "langgraph", "exp": int(time.time()) + 300}
+    body = {"sub": "alice", "aud": "langgraph", "iss": ISSUER, "exp": int(time.time()) + 300}
     body.update(claims)
     return jwt.encode({k: v for k, v in body.items() if v is not None}, SECRET, algorithm="HS256")
 
@@ -74,6 +76,16 @@ def test_missing_or_bad_credentials_are_refused(headers):
     assert decision.headers()["WWW-Authenticate"].startswith("Bearer")
 
 
+def forged_hs256(secret: bytes, **claims) -> str:
+    """An HS256 token signed by hand (PyJWT refuses a PEM key as an HMAC secret): what an
+    attacker sends to try the public key as the shared secret."""
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    body = {"sub": "mallory", "aud": "langgraph", "iss": ISSUER, "exp": int(time.time()) + 60, **claims}
+    signing_input = part(b'{"alg":"HS256","typ":"JWT"}') + "." + part(json.dumps(body).encode())
+    return signing_input + "." + part(hmac.new(secret, signing_input.encode(), hashlib.sha256).digest())
+
+
 def test_valid_jwt_passes_with_its_subject():
     assert make_gate().decide(request(hs256())).client == "jwt:alice"
 
@@ -83,17 +95,33 @@ def test_valid_jwt_passes_with_its_subject():
     hs256(exp=None),  # no expiry at all
     hs256(aud="someone-else"),
     hs256(aud=None),
-    jwt.encode({"sub": "alice", "aud": "langgraph", "exp": int(time.time()) + 300}, "x" * 40, algorithm="HS256"),
-    jwt.encode({"sub": "alice", "aud": "langgraph", "exp": int(time.time()) + 300}, None, algorithm="none"),
+    hs256(iss=None),
+    hs256(iss="https://other.example"),
+    hs256(exp=int(time.time()) + 10 * 365 * 86400),  # valid for ten years
+    hs256(iat=int(time.time()) - 3 * 86400, exp=int(time.time()) + 60),  # issued for three days
+    hs256(iat="yesterday"),
+    jwt.encode({"sub": "alice", "aud": "langgraph", "iss": ISSUER, "exp": int(time.time()) + 300}, "x" * 40, algorithm="HS256"),
+    jwt.encode({"sub": "alice", "aud": "langgraph", "iss": ISSUER, "exp": int(time.time()) + 300}, None, algorithm="none"),
 ])
 def test_bad_jwts_are_refused(token):
     assert make_gate().decide(request(token)).status == 401
 
 
-def test_issuer_is_checked_when_set():
-    gate = make_gate(jwt={"algorithms": ["HS256"], "audience": "langgraph", "issuer": "https://idp.example"})
-    assert gate.decide(request(hs256(iss="https://idp.example"))).status == 200
-    assert gate.decide(request(hs256(iss="https://other.example"))).status == 401
+def test_lifetime_up_to_the_maximum_passes():
+    gate = make_gate(jwt={"algorithms": ["HS256"], "audience": "langgraph", "issuer": ISSUER, "max_lifetime": 600})
+    now = int(time.time())
+    assert gate.decide(request(hs256(iat=now, exp=now + 600))).status == 200
+    assert gate.decide(request(hs256(iat=now, exp=now + 601))).status == 401
+    assert gate.decide(request(hs256(exp=now + 500))).status == 200
+
+
+def test_a_subject_that_is_not_plain_ascii_is_named_by_its_digest():
+    gate = make_gate()
+    decision = gate.decide(request(hs256(sub="Zoë 🙂\r\nX-Injected: 1")))
+    assert decision.status == 200
+    client = decision.headers()["X-Gate-Client"]
+    assert client.startswith("jwt:sha256-") and client.isascii() and client.isprintable()
+    assert gate.decide(request(hs256(sub="Zoë 🙂"))).client != client
 
 
 @pytest.fixture(name="rsa_key")
@@ -102,7 +130,7 @@ def rsa_key_fixture():
 
 
 def rs256(private_key, kid=None, **claims):
-    body = {"sub": "bob", "aud": "langgraph", "exp": int(time.time()) + 300}
+    body = {"sub": "bob", "aud": "langgraph", "iss": ISSUER, "exp": int(time.time()) + 300}
     body.update(claims)
     return jwt.encode(body, private_key, algorithm="RS256", headers={"kid": kid} if kid else None)
 
@@ -110,20 +138,37 @@ def rs256(private_key, kid=None, **claims):
 def test_rs256_with_a_public_key_file(tmp_path, rsa_key):
     pem = rsa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     (tmp_path / "key.pem").write_bytes(pem)
-    gate = make_gate(jwt={"algorithms": ["RS256"], "audience": "langgraph", "public_key_file": str(tmp_path / "key.pem")})
+    gate = make_gate(jwt={"algorithms": ["RS256"], "audience": "langgraph", "issuer": ISSUER,
+                          "public_key_file": str(tmp_path / "key.pem")})
     assert gate.decide(request(rs256(rsa_key))).client == "jwt:bob"
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     assert gate.decide(request(rs256(other))).status == 401
     # An HS256 token signed with the public key as secret (algorithm confusion) is refused.
-    assert gate.decide(request(jwt.encode({"sub": "x", "aud": "langgraph", "exp": int(time.time()) + 60},
-                                          "a" * 40, algorithm="HS256"))).status == 401
+    assert gate.decide(request(forged_hs256(pem))).status == 401
+
+
+def test_hs256_and_rs256_together_each_with_its_own_key(tmp_path, rsa_key):
+    pem = rsa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    (tmp_path / "key.pem").write_bytes(pem)
+    gate = make_gate(jwt={"algorithms": ["HS256", "RS256"], "audience": "langgraph", "issuer": ISSUER,
+                          "public_key_file": str(tmp_path / "key.pem")})
+    assert gate.decide(request(rs256(rsa_key))).client == "jwt:bob"
+    assert gate.decide(request(hs256())).client == "jwt:alice"
+    # The public key as an HMAC secret: HS256 is checked with the HS256 secret only.
+    assert gate.decide(request(forged_hs256(pem))).status == 401
+    assert gate.decide(request(forged_hs256(SECRET.encode()))).client == "jwt:mallory"  # the forger is sound
+    # An algorithm that is not listed is refused before any key is tried.
+    only_rs = make_gate(jwt={"algorithms": ["RS256"], "audience": "langgraph", "issuer": ISSUER,
+                             "public_key_file": str(tmp_path / "key.pem")})
+    assert only_rs.decide(request(hs256())).status == 401
 
 
 def test_rs256_with_a_jwks_file(tmp_path, rsa_key):
     jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rsa_key.public_key()))
     jwk.update(kid="k1", use="sig", alg="RS256")
     (tmp_path / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
-    gate = make_gate(jwt={"algorithms": ["RS256"], "audience": "langgraph", "jwks_file": str(tmp_path / "jwks.json")})
+    gate = make_gate(jwt={"algorithms": ["RS256"], "audience": "langgraph", "issuer": ISSUER,
+                          "jwks_file": str(tmp_path / "jwks.json")})
     assert gate.decide(request(rs256(rsa_key, kid="k1"))).status == 200
     assert gate.decide(request(rs256(rsa_key, kid="unknown"))).status == 401
 
@@ -152,17 +197,83 @@ def test_budget_is_per_ip_and_per_credential():
     assert gate.decide(request(hs256(), ip="192.0.2.3")).status == 200
 
 
-def test_bad_credentials_spend_the_ip_budget():
-    gate = make_gate(limits={"default": {"requests": 2, "period": 60, "burst": 0}})
-    assert [gate.decide(request("wrong")).status for _attempt in range(3)] == [401, 401, 429]
+def test_failed_logins_have_budgets_of_their_own():
+    gate = make_gate(limits={"default": {"requests": 2, "period": 60, "burst": 0},
+                             "failed": {"requests": 3, "period": 60}})
+    assert [gate.decide(request("wrong")).status for _attempt in range(5)] == [401, 401, 401, 429, 429]
+    # Bad tokens from behind the same NAT do not lock out a good one, nor spend its budget.
+    assert [gate.decide(request(TOKEN)).status for _attempt in range(3)] == [200, 200, 429]
+    # Another address has failed logins left.
+    assert gate.decide(request("wrong", ip="192.0.2.9")).status == 401
 
 
-def test_route_override_matches_the_original_path():
-    gate = make_gate(limits={"default": {"requests": 100, "period": 60},
-                             "routes": [{"path": "/threads/*/runs*", "requests": 1, "period": 60}]})
+def test_failed_logins_of_every_client_together_are_capped():
+    gate = make_gate(limits={"default": {"requests": 20, "period": 60},
+                             "failed": {"requests": 5, "period": 60},
+                             "failed_total": {"requests": 4, "period": 60}})
+    statuses = [gate.decide(request("wrong", ip=f"192.0.2.{i}")).status for i in range(1, 7)]
+    assert statuses == [401, 401, 401, 401, 429, 429]
+    assert gate.decide(request(TOKEN, ip="192.0.2.50")).status == 200
+
+
+def test_route_budget_is_counted_on_top_of_the_default():
+    gate = make_gate(limits={"default": {"requests": 3, "period": 60},
+                             "routes": [{"path": "/threads/*/runs*", "requests": 2, "period": 60}]})
     assert gate.decide(request(TOKEN, path="/threads/t1/runs/wait?x=1")).status == 200
+    assert gate.decide(request(TOKEN, path="/threads/t1/runs/stream")).status == 200
     assert gate.decide(request(TOKEN, path="/threads/t1/runs/stream")).status == 429
     assert gate.decide(request(TOKEN, path="/threads/t1")).status == 200
+    # The route's two requests were the default budget's too: it is spent now.
+    assert gate.decide(request(TOKEN, path="/threads/t2")).status == 429
+
+
+@pytest.mark.parametrize("path", [
+    "/%74hreads/t1/runs/stream",
+    "/threads/t1/%72uns/stream",
+    "/threads/./t1/runs/stream",
+    "/threads/t1/x/../runs/stream",
+    "//threads//t1/runs/stream",
+    "/other/../threads/t1/runs",
+])
+def test_an_encoded_or_dotted_path_meets_the_route_budget_of_the_path_it_means(path):
+    gate = make_gate(limits={"default": {"requests": 100, "period": 60},
+                             "routes": [{"path": "/threads/*/runs*", "requests": 1, "period": 60}]})
+    assert gate.decide(request(TOKEN, path="/threads/t1/runs/wait")).status == 200
+    assert gate.decide(request(TOKEN, path=path)).status == 429
+
+
+@pytest.mark.parametrize("path", ["/threads%2Ft1/runs/stream", "/threads%2ft1/runs", "/threads/t1%5C..%5Cruns", "/%ff%fe"])
+def test_a_path_with_an_encoded_separator_or_bad_encoding_is_refused(path):
+    decision = make_gate().decide(request(TOKEN, path=path))
+    assert decision.status == 400 and decision.headers() == {}
+
+
+@pytest.mark.parametrize("uri, path", [
+    ("/threads?x=%2F", "/threads"),
+    ("/threads/", "/threads/"),
+    ("/", "/"),
+    ("", "/"),
+    ("/a/../../b", "/b"),
+    ("//threads//t1/runs", "/threads/t1/runs"),
+    ("https://edge.example/%74hreads?x=1", "/threads"),
+    ("/caf%C3%A9", "/café"),
+])
+def test_normalise_path(uri, path):
+    assert gate_module.normalise_path(uri) == path
+
+
+def test_ipv6_clients_are_counted_per_network():
+    gate = make_gate(limits={"default": {"requests": 2, "period": 60}})
+    assert gate.decide(request(TOKEN, ip="2001:db8:1:2::1")).status == 200
+    assert gate.decide(request(TOKEN, ip="2001:db8:1:2:ffff::9")).status == 200
+    # Same /64, another address: the network's budget is spent (the token's too).
+    assert gate.decide(request(hs256(), ip="2001:db8:1:2::abcd")).status == 429
+    # Another /64 and another credential: budgets of their own.
+    assert gate.decide(request(hs256(), ip="2001:db8:1:3::1")).status == 200
+    assert gate.client_address({"x-forwarded-for": "::ffff:192.0.2.1"}) == "192.0.2.1"
+    assert gate.client_address({"x-forwarded-for": "203.0.113.5, 198.51.100.7"}) == "198.51.100.7"
+    wide = make_gate(ipv6_prefix=48)
+    assert wide.client_address({"x-forwarded-for": "2001:db8:1:2::1"}) == "2001:db8:1::/48"
 
 
 def test_no_limits_configured_means_auth_only():
@@ -181,8 +292,16 @@ def test_unreachable_redis_fails_closed():
     ({"tokens": [], "jwt": None}, "no credentials configured"),
     ({"tokens": [{"name": "x", "sha256": "not-a-digest"}]}, "sha256 hex digest"),
     ({"jwt": {"algorithms": ["HS512"]}}, "HS256 and/or RS256"),
-    ({"jwt": {"algorithms": ["RS256"]}}, "public_key_file or jwks_file"),
-    ({"jwt": {"algorithms": ["RS256"], "jwks_file": "/nonexistent/jwks.json"}}, "cannot read a JWKS"),
+    ({"jwt": {"algorithms": ["HS256"], "issuer": ISSUER}}, "jwt.audience: required"),
+    ({"jwt": {"algorithms": ["HS256"], "audience": "langgraph", "issuer": " "}}, "jwt.issuer: required"),
+    ({"jwt": {"algorithms": ["HS256"], "audience": "a", "issuer": "i", "max_lifetime": 0}}, "at least 1 second"),
+    ({"jwt": {"algorithms": ["HS256"], "audience": "a", "issuer": "i", "max_lifetime": "long"}}, "integer number"),
+    ({"jwt": {"algorithms": ["RS256"], "audience": "a", "issuer": "i"}}, "public_key_file or jwks_file"),
+    ({"jwt": {"algorithms": ["RS256"], "audience": "a", "issuer": "i", "jwks_file": "/nonexistent/jwks.json"}},
+     "cannot read a JWKS"),
+    ({"ipv6_prefix": 0}, "between 1 and 128"),
+    ({"ipv6_prefix": "wide"}, "ipv6_prefix: needs an integer"),
+    ({"limits": {"default": {"requests": 5}, "failed": {"requests": -1}}}, "limits.failed"),
     ({"limits": {"default": {"requests": 0}}}, "at least 1"),
     ({"limits": {"default": {"requests": "many"}}}, "integer"),
     ({"limits": {"default": {"requests": 5}, "routes": [{"requests": 1}]}}, "path pattern"),

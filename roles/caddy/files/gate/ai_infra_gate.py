@@ -1,18 +1,24 @@
 """The edge gate: Caddy's `forward_auth` asks it about every request before the upstream.
 
-It answers 200 (and names the client in X-Gate-Client), 401 (no or bad credentials, with
-WWW-Authenticate), 429 (over budget, with Retry-After) or 503 (its Redis is unreachable:
-fail closed). Credentials are static bearer tokens, kept only as SHA-256 digests, and/or
-JWTs checked by PyJWT (HS256 secret, RS256 public key or JWKS file; expiry required,
-audience and issuer checked when set). Budgets are moving windows counted in Redis by the
-`limits` library, so every gate that shares the Redis shares one budget: one per client
-IP for every request (bad tokens included), one per credential once authenticated.
+It answers 200 (and names the client in X-Gate-Client), 400 (a request path that could
+mean another route to the upstream: an encoded slash or backslash), 401 (no or bad credentials,
+with WWW-Authenticate), 429 (over budget, with Retry-After) or 503 (its Redis is
+unreachable: fail closed). Credentials are static bearer tokens, kept only as SHA-256
+digests, and/or JWTs checked by PyJWT (HS256 secret, RS256 public key or JWKS file, each
+token checked with the key of its own algorithm; audience, issuer and expiry required, and
+a lifetime of at most max_lifetime seconds). Budgets are moving windows counted in Redis
+by the `limits` library, so every gate that shares the Redis shares one budget:
+- authenticated requests: one budget per client address and one per credential;
+- failed authentications: one budget per client address and one for all clients together,
+  apart from the good ones, so bad tokens from behind a NAT never lock out a good one.
+An IPv6 client is its /ipv6_prefix network (a /64 by default), not one of 2^64 addresses.
 Browsers may send the same credential as HTTP Basic (any user, the token as password):
 with `?challenge=basic` the gate's 401 asks for that, for sites such as Phoenix's UI.
 
 A budget is `requests` per `period` seconds plus at most `burst` in any one second.
-Route overrides match the original path (X-Forwarded-Uri) with shell-style patterns; the
-first that matches replaces the default budget.
+Route budgets match the original path (X-Forwarded-Uri) once it is decoded as the upstream
+decodes it and its dot segments are resolved, with shell-style patterns; the first that
+matches is counted in addition to the default budget.
 
 Configuration: a JSON file (GATE_CONFIG) with no secrets in it; the Redis URI and the HS256
 secret come from the environment (the role's 0600 env file). One process decides serially
@@ -26,13 +32,16 @@ import dataclasses
 import fnmatch
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import math
 import os
+import posixpath
+import re
 import time
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import jwt
 from limits import RateLimitItemPerSecond
@@ -91,6 +100,31 @@ def _budget(raw: dict[str, Any], where: str) -> Budget:
     return budget
 
 
+# A JWT subject goes into a header (X-Gate-Client) and a Redis key as it is when it is this
+# plain; any other subject is named by a digest of it (headers are Latin-1, keys are ours).
+_PLAIN_SUBJECT = re.compile(r"[A-Za-z0-9._@:+-]{1,128}")
+# Encoded separators: the gate would see one segment where the upstream may see two.
+_ENCODED_SEPARATOR = re.compile(r"%(2f|5c)", re.IGNORECASE)
+_ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def normalise_path(uri: str) -> str | None:
+    """The path the upstream will route, from the request's original URI: decoded once (as
+    the upstream decodes it), dot segments resolved, repeated slashes merged; None when the
+    path carries an encoded `/` or `\\`."""
+    # Only an absolute-form request line carries a scheme; "//a/b" is a path, not a host.
+    path = (urlsplit(uri).path if _ABSOLUTE_URI.match(uri) else uri.split("?", 1)[0].split("#", 1)[0]) or "/"
+    if _ENCODED_SEPARATOR.search(path):
+        return None
+    decoded = unquote(path, errors="strict") if "%" in path else path
+    resolved = posixpath.normpath("/" + decoded.lstrip("/"))
+    # normpath keeps a leading "//"; it drops a trailing "/", which a pattern may name.
+    resolved = "/" + resolved.lstrip("/")
+    if decoded.endswith("/") and resolved != "/":
+        resolved += "/"
+    return resolved
+
+
 class Gate:
     def __init__(self, config: dict[str, Any], environ: dict[str, str], storage=None):
         self.token_digests = {}
@@ -101,51 +135,78 @@ class Gate:
             self.token_digests[digest] = str(token["name"])
 
         self.jwt = config.get("jwt") or {}
-        self.jwt_key: Any = None
+        # The key for each algorithm; a token is checked only with the key of its own.
+        self.jwt_keys: dict[str, Any] = {}
         self.jwks: jwt.PyJWKSet | None = None
         if self.jwt:
-            algorithms = self.jwt.get("algorithms") or []
-            if not algorithms or any(a not in ("HS256", "RS256") for a in algorithms):
-                raise ConfigError("jwt.algorithms: list HS256 and/or RS256")
-            if "HS256" in algorithms:
-                self.jwt_key = environ.get("GATE_JWT_SECRET", "")
-                if len(self.jwt_key) < 32:
-                    raise ConfigError("jwt: HS256 needs GATE_JWT_SECRET of at least 32 characters")
-            else:
-                if self.jwt.get("jwks_file"):
-                    try:
-                        with open(self.jwt["jwks_file"], encoding="utf-8") as handle:
-                            self.jwks = jwt.PyJWKSet.from_json(handle.read())
-                    except (OSError, jwt.PyJWTError, ValueError) as exc:
-                        raise ConfigError(f"jwt.jwks_file: cannot read a JWKS from it ({exc})") from exc
-                elif self.jwt.get("public_key_file"):
-                    try:
-                        with open(self.jwt["public_key_file"], encoding="utf-8") as handle:
-                            self.jwt_key = handle.read()
-                    except OSError as exc:
-                        raise ConfigError(f"jwt.public_key_file: {exc}") from exc
-                else:
-                    raise ConfigError("jwt: RS256 needs public_key_file or jwks_file")
+            self._load_jwt_keys(environ)
         if not self.token_digests and not self.jwt:
             raise ConfigError("no credentials configured: set tokens and/or jwt")
 
+        try:
+            self.ipv6_prefix = int(config.get("ipv6_prefix", 64))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"ipv6_prefix: needs an integer ({exc})") from exc
+        if not 1 <= self.ipv6_prefix <= 128:
+            raise ConfigError("ipv6_prefix: must be between 1 and 128")
+
         limits_config = config.get("limits")
         self.default_budget: Budget | None = None
+        self.failed_budget: Budget | None = None
+        self.failed_total_budget: Budget | None = None
         self.routes: list[tuple[str, Budget]] = []
         self.limiter = None
         if limits_config:
             self.default_budget = _budget(limits_config.get("default", {}), "limits.default")
+            for name in ("failed", "failed_total"):
+                if limits_config.get(name):
+                    setattr(self, name + "_budget", _budget(limits_config[name], "limits." + name))
             for index, route in enumerate(limits_config.get("routes", [])):
                 if not route.get("path"):
                     raise ConfigError(f"limits.routes[{index}]: needs a path pattern")
                 self.routes.append((route["path"], _budget(route, f"limits.routes[{index}]")))
             if storage is None:
                 uri = environ.get("GATE_REDIS_URI", "")
-                if not uri.startswith(("redis://", "rediss://")):
-                    raise ConfigError("GATE_REDIS_URI must be a redis:// or rediss:// URI")
+                if not uri.startswith(("redis://", "rediss://", "redis+unix://")):
+                    raise ConfigError("GATE_REDIS_URI must be a redis://, rediss:// or redis+unix:// URI")
                 storage = storage_from_string(uri, wrap_exceptions=True, socket_timeout=2)
             self.limiter = MovingWindowRateLimiter(storage)
         self.prefix = str(config.get("key_prefix", "gate"))
+
+    def _load_jwt_keys(self, environ: dict[str, str]) -> None:
+        algorithms = self.jwt.get("algorithms") or []
+        if not algorithms or any(a not in ("HS256", "RS256") for a in algorithms):
+            raise ConfigError("jwt.algorithms: list HS256 and/or RS256")
+        # A token for any audience or issuer would pass anything else that trusts the key.
+        for claim in ("audience", "issuer"):
+            if not str(self.jwt.get(claim) or "").strip():
+                raise ConfigError(f"jwt.{claim}: required when JWTs are accepted")
+        try:
+            self.max_lifetime = int(self.jwt.get("max_lifetime", 86400))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"jwt.max_lifetime: needs an integer number of seconds ({exc})") from exc
+        if self.max_lifetime < 1:
+            raise ConfigError("jwt.max_lifetime: must be at least 1 second")
+        if "HS256" in algorithms:
+            secret = environ.get("GATE_JWT_SECRET", "")
+            if len(secret) < 32:
+                raise ConfigError("jwt: HS256 needs GATE_JWT_SECRET of at least 32 characters")
+            self.jwt_keys["HS256"] = secret
+        if "RS256" in algorithms:
+            if self.jwt.get("jwks_file"):
+                try:
+                    with open(self.jwt["jwks_file"], encoding="utf-8") as handle:
+                        self.jwks = jwt.PyJWKSet.from_json(handle.read())
+                except (OSError, jwt.PyJWTError, ValueError) as exc:
+                    raise ConfigError(f"jwt.jwks_file: cannot read a JWKS from it ({exc})") from exc
+            elif self.jwt.get("public_key_file"):
+                try:
+                    with open(self.jwt["public_key_file"], encoding="utf-8") as handle:
+                        self.jwt_keys["RS256"] = handle.read()
+                except OSError as exc:
+                    raise ConfigError(f"jwt.public_key_file: {exc}") from exc
+            else:
+                raise ConfigError("jwt: RS256 needs public_key_file or jwks_file")
 
     # Credentials -------------------------------------------------------------------------
     def authenticate(self, authorization: str) -> str | None:
@@ -171,42 +232,68 @@ class Gate:
         return None
 
     def _jwt_subject(self, token: str) -> str | None:
-        options = {"require": ["exp"] + (["aud"] if self.jwt.get("audience") else [])}
         try:
-            key = self.jwt_key
-            if self.jwks is not None:
+            algorithm = jwt.get_unverified_header(token).get("alg")
+            if algorithm not in self.jwt["algorithms"]:
+                raise jwt.InvalidAlgorithmError(f"algorithm {algorithm!r} is not accepted")
+            if algorithm == "RS256" and self.jwks is not None:
                 kid = jwt.get_unverified_header(token).get("kid")
                 key = self.jwks[kid].key if kid else self.jwks.keys[0].key
+            else:
+                key = self.jwt_keys[algorithm]
             claims = jwt.decode(
                 token,
                 key,
-                algorithms=self.jwt["algorithms"],
-                audience=self.jwt.get("audience") or None,
-                issuer=self.jwt.get("issuer") or None,
+                algorithms=[algorithm],
+                audience=self.jwt["audience"],
+                issuer=self.jwt["issuer"],
                 leeway=int(self.jwt.get("leeway", 0)),
-                options=options,
+                options={"require": ["exp", "aud", "iss"]},
             )
-        except (jwt.PyJWTError, KeyError, ValueError) as exc:
+            issued = claims.get("iat", time.time())
+            if not isinstance(issued, (int, float)) or claims["exp"] - issued > self.max_lifetime + int(self.jwt.get("leeway", 0)):
+                raise jwt.InvalidTokenError(f"lifetime longer than {self.max_lifetime} s")
+        except (jwt.PyJWTError, KeyError, ValueError, TypeError) as exc:
             log.info("JWT refused: %s", exc)
             return None
-        return "jwt:" + str(claims.get("sub", "anonymous"))
+        subject = str(claims.get("sub", "anonymous"))
+        if not _PLAIN_SUBJECT.fullmatch(subject):
+            subject = "sha256-" + hashlib.sha256(subject.encode("utf-8", "replace")).hexdigest()[:32]
+        return "jwt:" + subject
 
     # Budgets -----------------------------------------------------------------------------
-    def budget_for(self, path: str) -> Budget | None:
-        for pattern, budget in self.routes:
-            if fnmatch.fnmatchcase(path, pattern):
-                return budget
-        return self.default_budget
+    def client_address(self, headers: dict[str, str]) -> str:
+        """The budget key of the client's address: an IPv4 address, or the IPv6 network
+        of ipv6_prefix bits around it."""
+        # Caddy sets X-Forwarded-For to the client's address (it trusts no proxies by
+        # default); the last entry is the one the closest proxy saw.
+        raw = headers.get("x-forwarded-for", "").split(",")[-1].strip()
+        try:
+            address = ipaddress.ip_address(raw)
+        except ValueError:
+            return raw or "unknown"
+        if isinstance(address, ipaddress.IPv6Address):
+            if address.ipv4_mapped is not None:
+                return str(address.ipv4_mapped)
+            return str(ipaddress.ip_network(f"{address}/{self.ipv6_prefix}", strict=False))
+        return str(address)
 
-    def spend(self, budget: Budget, who: str, now: float) -> int:
-        """0 when the request fits in `who`'s budget (and is counted), else seconds to wait."""
+    def route_budget(self, path: str) -> tuple[str, Budget] | None:
+        for index, (pattern, budget) in enumerate(self.routes):
+            if fnmatch.fnmatchcase(path, pattern):
+                return f"route{index}", budget
+        return None
+
+    def spend(self, budgets: list[tuple[str, Budget]], who: str, now: float) -> int:
+        """0 when the request fits in every one of `who`'s budgets (and is counted in each),
+        else the seconds to wait (and nothing is counted)."""
         assert self.limiter is not None
-        key = f"{self.prefix}:{who}:{budget.requests}/{budget.period}/{budget.burst}"
-        items = budget.items()
-        for item in items:
+        counted = [(f"{self.prefix}:{who}:{name}:{b.requests}/{b.period}/{b.burst}", item)
+                   for name, b in budgets for item in b.items()]
+        for key, item in counted:
             if not self.limiter.test(item, key):
                 return self._wait(item, key, now)
-        for item in items:
+        for key, item in counted:
             if not self.limiter.hit(item, key):
                 return self._wait(item, key, now)
         return 0
@@ -219,19 +306,32 @@ class Gate:
     def decide(self, headers: dict[str, str], now: float | None = None) -> Decision:
         now = time.time() if now is None else now
         headers = {k.lower(): v for k, v in headers.items()}
-        # Caddy sets X-Forwarded-For to the client's address (it trusts no proxies by
-        # default); the last entry is the one the closest proxy saw.
-        ip = headers.get("x-forwarded-for", "").split(",")[-1].strip() or "unknown"
-        path = urlsplit(headers.get("x-forwarded-uri", "/")).path or "/"
-        budget = self.budget_for(path) if self.limiter else None
+        ip = self.client_address(headers)
         try:
-            if budget and (wait := self.spend(budget, "ip:" + ip, now)):
-                return Decision(429, retry_after=wait, reason=f"ip {ip} over budget")
-            client = self.authenticate(headers.get("authorization", ""))
+            path = normalise_path(headers.get("x-forwarded-uri", "/"))
+        except UnicodeDecodeError:
+            path = None
+        if path is None:
+            return Decision(400, reason=f"ambiguous path from {ip}")
+        client = self.authenticate(headers.get("authorization", ""))
+        try:
             if client is None:
+                # Counted apart from good requests: per address, and all addresses together.
+                failed = [("failed", self.failed_budget)] if self.failed_budget else []
+                if self.limiter and failed and (wait := self.spend(failed, "ip:" + ip, now)):
+                    return Decision(429, retry_after=wait, reason=f"ip {ip} over its budget of failed logins")
+                if self.limiter and self.failed_total_budget and (
+                        wait := self.spend([("failed", self.failed_total_budget)], "all", now)):
+                    return Decision(429, retry_after=wait, reason="every client together over the budget of failed logins")
                 return Decision(401, reason=f"no valid credential from {ip}")
-            if budget and (wait := self.spend(budget, client, now)):
-                return Decision(429, client=client, retry_after=wait, reason=f"{client} over budget")
+            if self.limiter:
+                budgets = [("default", self.default_budget)]
+                if route := self.route_budget(path):
+                    budgets.append(route)
+                if wait := self.spend(budgets, "ip:" + ip, now):
+                    return Decision(429, client=client, retry_after=wait, reason=f"ip {ip} over budget")
+                if wait := self.spend(budgets, client, now):
+                    return Decision(429, client=client, retry_after=wait, reason=f"{client} over budget")
         except StorageError as exc:
             log.error("rate-limit storage unavailable, refusing: %s", exc)
             return Decision(503, reason="rate-limit storage unavailable")
@@ -256,7 +356,8 @@ def create_app(gate: Gate):
         decision = gate.decide(dict(request.headers))
         if decision.status != 200:
             log.info("%d %s", decision.status, decision.reason)
-        body = {200: "", 401: "unauthorized\n", 429: "too many requests\n", 503: "gate unavailable\n"}[decision.status]
+        body = {200: "", 400: "bad request path\n", 401: "unauthorized\n", 429: "too many requests\n",
+                503: "gate unavailable\n"}[decision.status]
         challenge = request.query_params.get("challenge", "bearer")
         return PlainTextResponse(body, status_code=decision.status, headers=decision.headers(challenge))
 
