@@ -6,6 +6,7 @@ the defaults is a required one (secrets are required, never defaulted)."""
 from __future__ import annotations
 
 import pathlib
+import re
 
 import pytest
 import yaml
@@ -39,3 +40,51 @@ def test_defaults_match_argument_specs(role):
         assert spec.get("description"), f"{name} has no description"
         if "default" in spec:
             assert spec["default"] == defaults[name], f"{name}: argument_specs and defaults differ"
+
+
+# Option names that carry a secret (not a path to one, nor a setting about secrets).
+SECRET_NAME = re.compile(r"(secret|password|token|api_key)(s|_env|_environment)?$")
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda r: r.name)
+def test_every_secret_option_is_no_log(role):
+    """Argument validation prints the values it refused: a secret's must be hidden."""
+    specs = load(role / "meta" / "argument_specs.yml")["argument_specs"]
+    for entry_point, spec in specs.items():
+        for name, option in (spec.get("options") or {}).items():
+            if SECRET_NAME.search(name):
+                assert option.get("no_log") is True, f"{entry_point}: {name} carries a secret but has no no_log: true"
+
+
+def secrets_checked(role: pathlib.Path) -> set:
+    """The variables a role hands to base's secrets_check, from its task files."""
+    checked = set()
+    for tasks in role.glob("tasks/*.yml"):
+        for task in load(tasks) or []:
+            include = task.get("ansible.builtin.include_role") or {}
+            if include.get("tasks_from") == "secrets_check":
+                checked |= set(task["vars"]["base_secrets"])
+    return checked
+
+
+@pytest.mark.parametrize("role", [r for r in ROLES if r.name != "reprovision_schedule"], ids=lambda r: r.name)
+def test_every_secret_is_checked_for_placeholders(role):
+    """Each role refuses the example vault's placeholders for every secret it takes
+    (reprovision_schedule's secret environment holds other services' keys, whatever they
+    look like)."""
+    options = load(role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+    secrets = {name for name in options if SECRET_NAME.search(name) and options[name].get("type") != "dict"}
+    assert secrets <= secrets_checked(role), f"not handed to secrets_check: {sorted(secrets - secrets_checked(role))}"
+
+
+def test_the_example_vault_is_refused_by_the_secret_check():
+    """Every value of the example vault is a placeholder the roles refuse: copied as it is,
+    it cannot reach a host."""
+    from ansible_collections.ai_infra.langgraph_stack.plugins.filter.secret_problems import FilterModule
+
+    secret_problems = FilterModule().filters()["secret_problems"]
+    vault = load(COLLECTION / "inventories" / "spheron" / "group_vars" / "all" / "vault.yml.example")
+    filled = {name: value for name, value in vault.items() if value}
+    assert len(filled) >= 9
+    for name, value in filled.items():
+        assert secret_problems({name: value}, 12), f"{name} passes the secret check as it is in the example"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import subprocess
 
 import pytest
 import testinfra
@@ -277,3 +279,18 @@ def test_prune_benchmark_quick_mode(host, threads):
     # and ours removes the engine's thread rows with their runs; the seed's leaves them.
     assert lines["orphaned thread rows"][-2:] == ["0", "100"], out
     assert lines["orphaned runs rows"][-2:] == ["0", "200"], out
+
+
+def test_database_tasks_print_no_password_even_verbose():
+    """With -v Ansible prints each loop item whole, whatever its label says: the loops
+    that need no password must not carry one."""
+    run = subprocess.run(
+        ["ansible-playbook", "-v", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+         str(pathlib.Path(__file__).parents[1] / "databases_verbose.yml")],
+        capture_output=True, text=True, check=False, timeout=600,
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"},
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert "Create one database per application" in run.stdout
+    for secret in ("molecule-langgraph-secret", "molecule-phoenix-secret"):
+        assert secret not in run.stdout + run.stderr
