@@ -93,7 +93,8 @@ def main() -> None:
     # A gate with the host's configuration and a budget that refuses nothing.
     config = json.loads(sh(c, "cat /etc/ai-infra-gate/gate.json"))
     config["limits"] = {"default": {"requests": 10**9, "period": 60, "burst": 0}, "routes": []}
-    config["key_prefix"] = "ai-infra-gate-bench"
+    # Under the gates' prefix: their Redis user may write no other key.
+    config["key_prefix"] = "ai-infra-gate:bench"
     sh(c, f"cat > /tmp/bench-gate.json << 'EOF'\n{json.dumps(config)}\nEOF")
     bench_caddyfile = caddyfile.replace(f"forward_auth {gate}", f"forward_auth 127.0.0.1:{BENCH_GATE_PORT}").replace(
         f"\n{site} {{", f"\nhttps://{address}:{BENCH_HTTPS_PORT} {{")
@@ -128,7 +129,7 @@ def main() -> None:
         # [b]: the patterns must not match this shell's own command line (pkill would end it).
         sh(c, "pkill -f '[b]ench.Caddyfile'; pkill -f '[b]ench-gate.json'; set -a; . /etc/ai-infra-gate/gate.env; "
               "/opt/ai-infra/gate/venv/bin/python -c \"import os, redis; r = redis.from_url(os.environ['GATE_REDIS_URI']); "
-              "[r.delete(k) for k in r.scan_iter('*ai-infra-gate-bench*')]\"", check=False)
+              "[r.delete(k) for k in r.scan_iter('ai-infra-gate:bench:*')]\"", check=False)
 
     print(f"wrk -d{args.duration}s per row, {cores} cores (wrk on the same host), {time.strftime('%Y-%m-%d')}, container {c}")
     print(f"{'':10}{'conns':>6}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>12}{'requests':>10}{'non-2xx':>9}")

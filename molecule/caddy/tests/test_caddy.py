@@ -73,8 +73,8 @@ def fresh_budgets(state_host):
     state_host.run_expect(
         [0],
         "export REDISCLI_AUTH=molecule-redis-admin-secret; "
-        "redis-cli --user admin --no-auth-warning --scan --pattern '*ai-infra-gate*' "
-        "| xargs -r redis-cli --user admin --no-auth-warning DEL",
+        "redis-cli --user admin --no-auth-warning -n 1 --scan --pattern 'ai-infra-gate:*' "
+        "| xargs -r redis-cli --user admin --no-auth-warning -n 1 DEL",
     )
 
 
@@ -280,14 +280,40 @@ def test_request_body_limit(host):
     assert result.stdout == "413", result
 
 
-def test_https_reachable_gate_and_admin_api_not(host, prober):
+GATE_HEALTHY = ("for i in $(seq 30); do curl -sf --unix-socket /run/ai-infra-gate/gate.sock http://localhost/healthz "
+                "&& break; sleep 1; done")
+ADMIN = "curl -s -o /dev/null -w '%{http_code}' --unix-socket /run/caddy/admin.sock -H 'Host;'"
+
+
+def test_https_reachable_metrics_on_loopback_and_admin_api_and_gate_on_sockets(host, prober):
     address = network_address(host)
     assert connect_from(prober, address, 443) == "open"
-    for port in (2019, 9180):  # admin API with metrics, the gate
-        assert connect_from(prober, address, port) in ("refused", "timeout")
-    assert listening_on(host, 9180) == {"tcp://127.0.0.1:9180"}
-    metrics = host.check_output("curl -sf http://localhost:2019/metrics")
-    assert "caddy_http_requests_total" in metrics
+    assert connect_from(prober, address, 2019) in ("refused", "timeout")
+    # Metrics only, on loopback; no admin API and no gate on any TCP port.
+    assert listening_on(host, 2019) == {"tcp://127.0.0.1:2019"}
+    assert "caddy_http_requests_total" in host.check_output("curl -sf http://localhost:2019/metrics")
+    # The admin API's /config/ there answers nothing (Caddy's empty answer to an unhandled path).
+    assert host.check_output("curl -s http://localhost:2019/config/") == ""
+    assert not listening_on(host, 9180)
+    # Root (Ansible, systemctl reload) reaches the admin API; the gate answers on its socket.
+    assert host.check_output(ADMIN + " http://localhost/config/") == "200"
+    host.run_expect([0], GATE_HEALTHY)
+
+
+def test_other_local_users_reach_neither_the_admin_api_nor_the_gate(host):
+    """The review's attack: a local user (nobody) POSTed a configuration without
+    forward_auth to the admin API, or spent any address's budget at the gate. Both sockets
+    are in directories nobody may enter."""
+    config = host.check_output("curl -sf --unix-socket /run/caddy/admin.sock -H 'Host;' http://localhost/config/")
+    assert "forward_auth" in config or "authentication" in config
+    as_nobody = "runuser -u nobody -- "
+    load = host.run(as_nobody + ADMIN + " -X POST -H 'Content-Type: application/json' -d '{}' http://localhost/load")
+    assert load.rc == 7 and load.stdout == "000", load  # 7: could not connect
+    gate = host.run(as_nobody + "curl -s -o /dev/null -w '%{http_code}' --unix-socket /run/ai-infra-gate/gate.sock "
+                    "-H 'X-Forwarded-For: 203.0.113.9' http://localhost/check")
+    assert gate.rc == 7 and gate.stdout == "000", gate
+    assert host.file("/run/caddy").mode == 0o700 and host.file("/run/caddy").user == "caddy"
+    assert host.file("/run/ai-infra-gate").mode == 0o750 and host.file("/run/ai-infra-gate").group == "ai-infra-gate"
 
 
 def test_upstream_port_closed_to_other_machines(host, prober, state_host):
@@ -307,12 +333,12 @@ def test_between_the_hosts_only_the_mesh_sees_the_prompt_and_nobody_the_token(pr
     on neither: the edge drops it before the servers."""
     edge = testinfra.get_host(f"docker://{scenario_name()}-debian13")
     prompt = f"molecule-prompt-{int(time.time())}-tell-me-a-secret"
-    needles = [prompt, TOKEN, "molecule-redis-app-secret"]
+    needles = [prompt, TOKEN, "molecule-redis-gate-secret"]
     statuses = []
 
     def traffic():
         edge.run_expect([0], "systemctl restart ai-infra-gate")
-        edge.run_expect([0], "for i in $(seq 30); do curl -sf http://127.0.0.1:9180/healthz && break; sleep 1; done")
+        edge.run_expect([0], GATE_HEALTHY)
         for _request in range(2):
             statuses.append(call(edge, prober, path="/threads", method="POST",
                                  headers={"Content-Type": "application/json"},
@@ -320,11 +346,33 @@ def test_between_the_hosts_only_the_mesh_sees_the_prompt_and_nobody_the_token(pr
 
     frames, found = captured(state_host, needles, traffic, seconds=12, interface="wg0")
     assert statuses == [200, 200] and frames > 0
-    assert found == {prompt, "molecule-redis-app-secret"}, found
+    assert found == {prompt, "molecule-redis-gate-secret"}, found
     statuses.clear()
     frames, found = captured(state_host, needles, traffic, seconds=12, interface="eth0")
     assert statuses == [200, 200] and frames > 0
     assert found == set(), found
+
+
+def redis_as(state_host, user: str, password: str, *command: str) -> str:
+    return state_host.run("REDISCLI_AUTH=%s redis-cli --user %s --no-auth-warning " + " ".join(["%s"] * len(command)),
+                          password, user, *command).stdout.strip()
+
+
+def test_the_gates_count_apart_from_the_app_in_redis(host, prober, state_host):
+    """The gates log in as their own Redis user and count in their own database: the app's
+    user cannot select it (so app code cannot reset the counters), and the gates' user
+    cannot touch the app's keys."""
+    assert call(host, prober)["status"] == 200
+    counters = state_host.check_output(
+        "REDISCLI_AUTH=molecule-redis-admin-secret redis-cli --user admin --no-auth-warning -n 1 --scan --pattern 'ai-infra-gate:*'")
+    assert counters.strip(), "no rate-limit counter in the gates' database"
+    app = ("langgraph", "molecule-redis-app-secret")
+    gate = ("ai-infra-gate", "molecule-redis-gate-secret")
+    assert "NOPERM" in redis_as(state_host, *app, "SELECT", "1")
+    assert redis_as(state_host, *app, "SET", "app:key", "v") == "OK"
+    assert "NOPERM" in redis_as(state_host, *gate, "GET", "app:key")
+    assert "NOPERM" in redis_as(state_host, *gate, "FLUSHDB")
+    assert redis_as(state_host, *gate, "-n", "1", "EXISTS", counters.split()[0]) == "1"
 
 
 def test_gate_down_fails_closed(host, prober):
@@ -335,14 +383,14 @@ def test_gate_down_fails_closed(host, prober):
         assert "gate unavailable" in answer["body"]
     finally:
         host.run_expect([0], "systemctl start ai-infra-gate")
-        host.run_expect([0], "for i in $(seq 30); do curl -sf http://127.0.0.1:9180/healthz && break; sleep 1; done")
+        host.run_expect([0], GATE_HEALTHY)
     assert call(host, prober)["status"] == 200
 
 
 def test_secrets_stay_out_of_readable_files(host):
     env = host.file("/etc/ai-infra-gate/gate.env")
     assert env.user == "root" and env.mode == 0o600
-    assert JWT_SECRET in env.content_string and "molecule-redis-app-secret" in env.content_string
+    assert JWT_SECRET in env.content_string and "molecule-redis-gate-secret" in env.content_string
     config = host.file("/etc/ai-infra-gate/gate.json").content_string
     assert TOKEN not in config and JWT_SECRET not in config
     for path in ("/etc/caddy/Caddyfile", "/etc/systemd/system/ai-infra-gate.service"):

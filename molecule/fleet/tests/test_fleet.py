@@ -157,7 +157,8 @@ def fragment(state):
 
 def edge_upstreams(state):
     """The LangGraph servers Caddy proxies to now (the gate, a proxy too, left out)."""
-    answer = json.loads(state.check_output("curl -sf http://localhost:2019/reverse_proxy/upstreams"))
+    answer = json.loads(state.check_output(
+        "curl -sf --unix-socket /run/caddy/admin.sock -H 'Host;' http://localhost/reverse_proxy/upstreams"))
     return sorted(item["address"] for item in answer if item["address"].endswith(":8123"))
 
 

@@ -150,6 +150,8 @@ class Gate:
         if not 1 <= self.ipv6_prefix <= 128:
             raise ConfigError("ipv6_prefix: must be between 1 and 128")
 
+        # Every key the gate writes starts with it (its Redis user may touch no other).
+        self.prefix = str(config.get("key_prefix", "gate"))
         limits_config = config.get("limits")
         self.default_budget: Budget | None = None
         self.failed_budget: Budget | None = None
@@ -169,9 +171,8 @@ class Gate:
                 uri = environ.get("GATE_REDIS_URI", "")
                 if not uri.startswith(("redis://", "rediss://", "redis+unix://")):
                     raise ConfigError("GATE_REDIS_URI must be a redis://, rediss:// or redis+unix:// URI")
-                storage = storage_from_string(uri, wrap_exceptions=True, socket_timeout=2)
+                storage = storage_from_string(uri, wrap_exceptions=True, socket_timeout=2, key_prefix=self.prefix)
             self.limiter = MovingWindowRateLimiter(storage)
-        self.prefix = str(config.get("key_prefix", "gate"))
 
     def _load_jwt_keys(self, environ: dict[str, str]) -> None:
         algorithms = self.jwt.get("algorithms") or []
@@ -288,7 +289,7 @@ class Gate:
         """0 when the request fits in every one of `who`'s budgets (and is counted in each),
         else the seconds to wait (and nothing is counted)."""
         assert self.limiter is not None
-        counted = [(f"{self.prefix}:{who}:{name}:{b.requests}/{b.period}/{b.burst}", item)
+        counted = [(f"{who}:{name}:{b.requests}/{b.period}/{b.burst}", item)
                    for name, b in budgets for item in b.items()]
         for key, item in counted:
             if not self.limiter.test(item, key):
@@ -383,6 +384,7 @@ def main() -> None:
     parser.add_argument("--config", default=os.environ.get("GATE_CONFIG", "/etc/ai-infra-gate/gate.json"))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9180)
+    parser.add_argument("--uds", default="", help="listen on this unix socket instead of --host/--port")
     parser.add_argument("--workers", type=int, default=1, help="processes (each one decides serially)")
     parser.add_argument("--check-config", action="store_true", help="load the configuration and exit")
     args = parser.parse_args()
@@ -395,7 +397,8 @@ def main() -> None:
         print("configuration OK")
         return
     os.environ["GATE_CONFIG"] = args.config
-    uvicorn.run("ai_infra_gate:create_app_from_environment", factory=True, host=args.host, port=args.port,
+    listen = {"uds": args.uds} if args.uds else {"host": args.host, "port": args.port}
+    uvicorn.run("ai_infra_gate:create_app_from_environment", factory=True, **listen,
                 workers=args.workers, access_log=False, log_level="info")
 
 
