@@ -160,17 +160,18 @@ class Gate:
         self.limiter = None
         if limits_config:
             self.default_budget = _budget(limits_config.get("default", {}), "limits.default")
-            for name in ("failed", "failed_total"):
-                if limits_config.get(name):
-                    setattr(self, name + "_budget", _budget(limits_config[name], "limits." + name))
+            if limits_config.get("failed"):
+                self.failed_budget = _budget(limits_config["failed"], "limits.failed")
+            if limits_config.get("failed_total"):
+                self.failed_total_budget = _budget(limits_config["failed_total"], "limits.failed_total")
             for index, route in enumerate(limits_config.get("routes", [])):
                 if not route.get("path"):
                     raise ConfigError(f"limits.routes[{index}]: needs a path pattern")
                 self.routes.append((route["path"], _budget(route, f"limits.routes[{index}]")))
             if storage is None:
                 uri = environ.get("GATE_REDIS_URI", "")
-                if not uri.startswith(("redis://", "rediss://", "redis+unix://")):
-                    raise ConfigError("GATE_REDIS_URI must be a redis://, rediss:// or redis+unix:// URI")
+                if not uri.startswith(("redis://", "rediss://")):
+                    raise ConfigError("GATE_REDIS_URI must be a redis:// or rediss:// URI")
                 storage = storage_from_string(uri, wrap_exceptions=True, socket_timeout=2, key_prefix=self.prefix)
             self.limiter = MovingWindowRateLimiter(storage)
 
@@ -251,8 +252,8 @@ class Gate:
                 leeway=int(self.jwt.get("leeway", 0)),
                 options={"require": ["exp", "aud", "iss"]},
             )
-            issued = claims.get("iat", time.time())
-            if not isinstance(issued, (int, float)) or claims["exp"] - issued > self.max_lifetime + int(self.jwt.get("leeway", 0)):
+            # PyJWT has checked that exp (and iat, when present) are numbers.
+            if claims["exp"] - claims.get("iat", time.time()) > self.max_lifetime + int(self.jwt.get("leeway", 0)):
                 raise jwt.InvalidTokenError(f"lifetime longer than {self.max_lifetime} s")
         except (jwt.PyJWTError, KeyError, ValueError, TypeError) as exc:
             log.info("JWT refused: %s", exc)
@@ -318,8 +319,8 @@ class Gate:
         try:
             if client is None:
                 # Counted apart from good requests: per address, and all addresses together.
-                failed = [("failed", self.failed_budget)] if self.failed_budget else []
-                if self.limiter and failed and (wait := self.spend(failed, "ip:" + ip, now)):
+                if self.limiter and self.failed_budget and (
+                        wait := self.spend([("failed", self.failed_budget)], "ip:" + ip, now)):
                     return Decision(429, retry_after=wait, reason=f"ip {ip} over its budget of failed logins")
                 if self.limiter and self.failed_total_budget and (
                         wait := self.spend([("failed", self.failed_total_budget)], "all", now)):
