@@ -6,8 +6,9 @@ with WWW-Authenticate), 429 (over budget, with Retry-After) or 503 (its Redis is
 unreachable: fail closed). Credentials are static bearer tokens, kept only as SHA-256
 digests, and/or JWTs checked by PyJWT (HS256 secret, RS256 public key or JWKS file, each
 token checked with the key of its own algorithm; audience, issuer and expiry required, and
-a lifetime of at most max_lifetime seconds). Budgets are moving windows counted in Redis
-by the `limits` library, so every gate that shares the Redis shares one budget:
+a lifetime of at most max_lifetime seconds). Budgets are moving windows counted in Redis,
+every window of a decision in one script call, so every gate that shares the Redis shares
+one budget:
 - authenticated requests: one budget per client address and one per credential;
 - failed authentications: one budget per client address and one for all clients together,
   apart from the good ones, so bad tokens from behind a NAT never lock out a good one.
@@ -21,8 +22,9 @@ decodes it and its dot segments are resolved, with shell-style patterns; the fir
 matches is counted in addition to the default budget.
 
 Configuration: a JSON file (GATE_CONFIG) with no secrets in it; the Redis URI and the HS256
-secret come from the environment (the role's 0600 env file). One process decides serially
-(blocking Redis calls, the GIL); --workers runs more, each with its own Redis pool.
+secret come from the environment (the role's 0600 env file). One process decides many
+requests at once (an async Redis client); its Python code runs on one core at a time, so
+--workers runs more processes, each with its own Redis pool.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ import hmac
 import ipaddress
 import json
 import logging
-import math
 import os
 import posixpath
 import re
@@ -44,11 +45,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import jwt
-from limits import RateLimitItemPerSecond
-from limits.errors import StorageError
-from limits.limits import RateLimitItem
-from limits.storage import storage_from_string
-from limits.strategies import MovingWindowRateLimiter
+import redis.asyncio
+from redis.exceptions import RedisError
 
 log = logging.getLogger("ai_infra_gate")
 
@@ -63,11 +61,42 @@ class Budget:
     period: int
     burst: int
 
-    def items(self) -> list[RateLimitItem]:
-        items: list[RateLimitItem] = [RateLimitItemPerSecond(self.requests, self.period)]
+    def windows(self) -> list[tuple[int, int]]:
+        """(requests, seconds) of each moving window the budget is made of."""
+        windows = [(self.requests, self.period)]
         if 0 < self.burst < self.requests:
-            items.append(RateLimitItemPerSecond(self.burst, 1))
-        return items
+            windows.append((self.burst, 1))
+        return windows
+
+
+# Every moving window one decision touches, tested and (when all fit) recorded in one
+# script: one round trip to Redis, and two gates deciding at once cannot both take the last
+# request of a budget. A window is a list of the request times in it, newest first, at most
+# `requests` long; the request fits when the list is shorter or its last entry is older than
+# the window. Redis's own clock stamps the requests, so gates on several hosts agree.
+# (The `limits` library keeps its moving windows the same way, but one key per call.)
+# KEYS: the windows' keys. ARGV: requests and seconds of each window, in KEYS' order.
+# Returns 0 when the request was recorded, else {index of the first full window (1-based),
+# seconds until it has room}.
+SPEND_SCRIPT = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+for i, key in ipairs(KEYS) do
+  local requests, seconds = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local oldest = redis.call('LINDEX', key, requests - 1)
+  if oldest and tonumber(oldest) + seconds > now then
+    return {i, math.max(1, math.ceil(tonumber(oldest) + seconds - now))}
+  end
+end
+local stamp = string.format('%.6f', now)
+for i, key in ipairs(KEYS) do
+  local requests, seconds = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  redis.call('LPUSH', key, stamp)
+  redis.call('LTRIM', key, 0, requests - 1)
+  redis.call('EXPIRE', key, seconds)
+end
+return 0
+"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,7 +155,7 @@ def normalise_path(uri: str) -> str | None:
 
 
 class Gate:
-    def __init__(self, config: dict[str, Any], environ: dict[str, str], storage=None):
+    def __init__(self, config: dict[str, Any], environ: dict[str, str], redis_client=None):
         self.token_digests = {}
         for token in config.get("tokens", []):
             digest = str(token.get("sha256", "")).lower()
@@ -157,7 +186,7 @@ class Gate:
         self.failed_budget: Budget | None = None
         self.failed_total_budget: Budget | None = None
         self.routes: list[tuple[str, Budget]] = []
-        self.limiter = None
+        self.spend_script = None
         if limits_config:
             self.default_budget = _budget(limits_config.get("default", {}), "limits.default")
             if limits_config.get("failed"):
@@ -168,12 +197,14 @@ class Gate:
                 if not route.get("path"):
                     raise ConfigError(f"limits.routes[{index}]: needs a path pattern")
                 self.routes.append((route["path"], _budget(route, f"limits.routes[{index}]")))
-            if storage is None:
+            if redis_client is None:
                 uri = environ.get("GATE_REDIS_URI", "")
                 if not uri.startswith(("redis://", "rediss://")):
                     raise ConfigError("GATE_REDIS_URI must be a redis:// or rediss:// URI")
-                storage = storage_from_string(uri, wrap_exceptions=True, socket_timeout=2, key_prefix=self.prefix)
-            self.limiter = MovingWindowRateLimiter(storage)
+                # Connects on first use, in the worker process's event loop.
+                redis_client = redis.asyncio.from_url(uri, socket_timeout=2, socket_connect_timeout=2,
+                                                      health_check_interval=30)
+            self.spend_script = redis_client.register_script(SPEND_SCRIPT)
 
     def _load_jwt_keys(self, environ: dict[str, str]) -> None:
         algorithms = self.jwt.get("algorithms") or []
@@ -286,27 +317,26 @@ class Gate:
                 return f"route{index}", budget
         return None
 
-    def spend(self, budgets: list[tuple[str, Budget]], who: str, now: float) -> int:
-        """0 when the request fits in every one of `who`'s budgets (and is counted in each),
-        else the seconds to wait (and nothing is counted)."""
-        assert self.limiter is not None
-        counted = [(f"{who}:{name}:{b.requests}/{b.period}/{b.burst}", item)
-                   for name, b in budgets for item in b.items()]
-        for key, item in counted:
-            if not self.limiter.test(item, key):
-                return self._wait(item, key, now)
-        for key, item in counted:
-            if not self.limiter.hit(item, key):
-                return self._wait(item, key, now)
-        return 0
-
-    def _wait(self, item: RateLimitItem, key: str, now: float) -> int:
-        reset = self.limiter.get_window_stats(item, key).reset_time
-        return max(1, math.ceil(reset - now))
+    async def spend(self, charges: list[tuple[str, str, Budget]]) -> tuple[int, int]:
+        """(-1, 0) when the request fits in every budget of every one it is charged to (who,
+        budget name, budget), and is counted in each; else (index of the first charge with
+        no room, seconds to wait), and nothing is counted."""
+        assert self.spend_script is not None
+        keys, sizes, owners = [], [], []
+        for index, (who, name, budget) in enumerate(charges):
+            for requests, seconds in budget.windows():
+                # The window's size in its name: a budget changed in the configuration starts afresh.
+                keys.append(f"{self.prefix}:{who}:{name}:{requests}/{seconds}")
+                sizes += [requests, seconds]
+                owners.append(index)
+        answer = await self.spend_script(keys=keys, args=sizes)
+        if answer == 0:
+            return -1, 0
+        window, wait = answer
+        return owners[int(window) - 1], int(wait)
 
     # The decision ------------------------------------------------------------------------
-    def decide(self, headers: dict[str, str], now: float | None = None) -> Decision:
-        now = time.time() if now is None else now
+    async def decide(self, headers: dict[str, str]) -> Decision:
         headers = {k.lower(): v for k, v in headers.items()}
         ip = self.client_address(headers)
         try:
@@ -316,28 +346,30 @@ class Gate:
         if path is None:
             return Decision(400, reason=f"ambiguous path from {ip}")
         client = self.authenticate(headers.get("authorization", ""))
+        if client is None:
+            # Counted apart from good requests: per address, and all addresses together.
+            within = Decision(401, reason=f"no valid credential from {ip}")
+            charges = [("ip:" + ip, "failed", self.failed_budget, f"ip {ip} over its budget of failed logins"),
+                       ("all", "failed", self.failed_total_budget,
+                        "every client together over the budget of failed logins")]
+        else:
+            within = Decision(200, client=client)
+            budgets = [("default", self.default_budget)]
+            if route := self.route_budget(path):
+                budgets.append(route)
+            charges = [(who, name, budget, f"{who} over budget")
+                       for who in ("ip:" + ip, client) for name, budget in budgets]
+        charges = [charge for charge in charges if charge[2] is not None]
+        if self.spend_script is None or not charges:
+            return within
         try:
-            if client is None:
-                # Counted apart from good requests: per address, and all addresses together.
-                if self.limiter and self.failed_budget and (
-                        wait := self.spend([("failed", self.failed_budget)], "ip:" + ip, now)):
-                    return Decision(429, retry_after=wait, reason=f"ip {ip} over its budget of failed logins")
-                if self.limiter and self.failed_total_budget and (
-                        wait := self.spend([("failed", self.failed_total_budget)], "all", now)):
-                    return Decision(429, retry_after=wait, reason="every client together over the budget of failed logins")
-                return Decision(401, reason=f"no valid credential from {ip}")
-            if self.limiter:
-                budgets = [("default", self.default_budget)]
-                if route := self.route_budget(path):
-                    budgets.append(route)
-                if wait := self.spend(budgets, "ip:" + ip, now):
-                    return Decision(429, client=client, retry_after=wait, reason=f"ip {ip} over budget")
-                if wait := self.spend(budgets, client, now):
-                    return Decision(429, client=client, retry_after=wait, reason=f"{client} over budget")
-        except StorageError as exc:
+            index, wait = await self.spend([charge[:3] for charge in charges])
+        except RedisError as exc:
             log.error("rate-limit storage unavailable, refusing: %s", exc)
             return Decision(503, reason="rate-limit storage unavailable")
-        return Decision(200, client=client)
+        if index < 0:
+            return within
+        return Decision(429, client=client or "", retry_after=wait, reason=charges[index][3])
 
 
 def load(path: str, environ: dict[str, str]) -> Gate:
@@ -354,8 +386,8 @@ def create_app(gate: Gate):
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
 
-    def check(request):
-        decision = gate.decide(dict(request.headers))
+    async def check(request):
+        decision = await gate.decide(dict(request.headers))
         if decision.status != 200:
             log.info("%d %s", decision.status, decision.reason)
         body = {200: "", 400: "bad request path\n", 401: "unauthorized\n", 429: "too many requests\n",
@@ -363,10 +395,11 @@ def create_app(gate: Gate):
         challenge = request.query_params.get("challenge", "bearer")
         return PlainTextResponse(body, status_code=decision.status, headers=decision.headers(challenge))
 
-    def health(request):
+    async def health(request):
         return PlainTextResponse("ok\n")
 
-    # Sync endpoints: Starlette runs them in its thread pool (the Redis client blocks).
+    # Async endpoints: the event loop waits on Redis for many requests at once, where sync
+    # ones would each hold a thread of Starlette's pool.
     return Starlette(routes=[Route("/check", check, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
                              Route("/healthz", health)])
 
@@ -386,7 +419,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9180)
     parser.add_argument("--uds", default="", help="listen on this unix socket instead of --host/--port")
-    parser.add_argument("--workers", type=int, default=1, help="processes (each one decides serially)")
+    parser.add_argument("--workers", type=int, default=1, help="processes (each one runs on one core at a time)")
     parser.add_argument("--check-config", action="store_true", help="load the configuration and exit")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
