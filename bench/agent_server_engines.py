@@ -15,7 +15,7 @@ Runs against converged Molecule scenarios (kept with `molecule converge`):
   molecule/langgraph_server  Aegra: langgraph_server-replica-a and -b behind the edge on
                              langgraph_server-debian12 (token molecule-edge-token-...)
   molecule/caddy             langgraph dev on caddy-debian12 (recovery only: its edge's
-                             budget is the seed's 20 requests a minute)
+                             budget is the hand-written guide's 20 requests a minute)
 
 usage (from the repository root):
   .venv/bin/python bench/agent_server_engines.py [--runs 200 --concurrency 8]

@@ -1,4 +1,5 @@
-"""Benchmark: checkpoint pruning (ours) against the seed guide's plain DELETE, same data.
+"""Benchmark: checkpoint pruning (ours) against the hand-written guide's plain DELETE
+(docs/hand-written-guide.md), same data.
 
 Fills the LangGraph checkpoint tables of a scratch database with --threads threads of
 --checkpoints-per-thread checkpoints each (one checkpoint_writes row per checkpoint,

@@ -273,10 +273,10 @@ def test_prune_benchmark_quick_mode(host, threads):
         host.run(as_postgres + "dropdb --if-exists bench_prune")
     lines = {line.split("  ")[0]: line.split() for line in out.splitlines()}
     assert "ratio ours/seed:" in out, out
-    # ours leaves no orphans; the seed guide's DELETE leaves its blobs and writes behind.
+    # ours leaves no orphans; the hand-written guide's DELETE leaves its blobs and writes behind.
     assert lines["orphaned blobs"][-2:] == ["0", "200"], out
     assert lines["orphaned writes"][-2:] == ["0", "1000"], out
-    # and ours removes the engine's thread rows with their runs; the seed's leaves them.
+    # and ours removes the engine's thread rows with their runs; the guide's leaves them.
     assert lines["orphaned thread rows"][-2:] == ["0", "100"], out
     assert lines["orphaned runs rows"][-2:] == ["0", "200"], out
 

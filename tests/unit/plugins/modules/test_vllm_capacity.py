@@ -102,7 +102,7 @@ def test_llama_70b_fp8_on_one_h100_holds_little_context():
 
 
 def test_llama4_scout_fp8_refused_on_one_h100():
-    # The seed's table says 55-60 GB in FP8; it is about 109 GB.
+    # The hand-written guide's table says 55-60 GB in FP8; it is about 109 GB.
     result = fails("Llama-4-Scout-17B-16E-Instruct", params_b=109, quantization="fp8", gpu_memory_mib=H100, max_model_len=32768)
     assert "the weights need 101.5 GiB per GPU" in result["msg"]
     assert result["weights_source"] == "params_b"

@@ -1,4 +1,4 @@
-"""The seed guide's supervisor -> worker graph, in today's LangGraph API.
+"""The hand-written guide's supervisor -> worker graph, in today's LangGraph API.
 
 supervisor  reads the newest user message and fans out, with Send, to AGENT_FANOUT workers
             at once, each answering from one perspective;
