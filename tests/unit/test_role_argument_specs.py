@@ -88,3 +88,43 @@ def test_the_example_vault_is_refused_by_the_secret_check():
     assert len(filled) >= 9
     for name, value in filled.items():
         assert secret_problems({name: value}, 12), f"{name} passes the secret check as it is in the example"
+
+
+def _called_entry_points():
+    """(role, entry point, where) for every include_role/import_role of one of our roles
+    with tasks_from, in the roles and playbooks: what other code calls is an interface."""
+    sources = sorted(COLLECTION.glob("roles/*/tasks/*.yml")) + sorted(COLLECTION.glob("playbooks/*.yml"))
+    pattern = re.compile(r"name: ai_infra\.langgraph_stack\.(\w+)\s*\n\s*tasks_from: \"?([^\"\n]+)\"?")
+    for source in sources:
+        for role, tasks_from in pattern.findall(source.read_text()):
+            # A templated name ("install-{{ method }}") calls any of the files it can expand to.
+            if "{{" in tasks_from:
+                stem = tasks_from.split("{{")[0]
+                names = [p.stem for p in (COLLECTION / "roles" / role / "tasks").glob(stem + "*.yml")]
+                assert names, f"{source.relative_to(COLLECTION)}: no task file matches {tasks_from}"
+            else:
+                names = [tasks_from.removesuffix(".yml")]
+            for name in names:
+                yield role, name, str(source.relative_to(COLLECTION))
+
+
+def test_entry_points_that_other_code_calls_have_argument_specs():
+    called = sorted(set(_called_entry_points()))
+    assert called, "found no tasks_from at all: the pattern is wrong"
+    missing = sorted({f"{role}.{name} (called from {where} and maybe elsewhere)" for role, name, where in called
+                      if name not in load(COLLECTION / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]})
+    assert missing == [], "entry points without an argument spec: " + ", ".join(missing)
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda r: r.name)
+def test_entry_point_options_agree_with_main(role):
+    """An option an entry point shares with the main one is the same option: same type and
+    default (entry points get no defaults of their own; the role's defaults apply)."""
+    specs = load(role / "meta" / "argument_specs.yml")["argument_specs"]
+    main = specs["main"]["options"]
+    for entry_point, spec in specs.items():
+        for name, option in (spec.get("options") or {}).items():
+            assert option.get("description"), f"{entry_point}: {name} has no description"
+            if name in main and entry_point != "main":
+                for key in ("type", "default", "elements", "choices"):
+                    assert option.get(key) == main[name].get(key), f"{entry_point}: {name}'s {key} differs from main's"
