@@ -227,11 +227,13 @@ def test_gates_sharing_a_redis_share_the_budgets():
 
 def test_a_decision_is_one_round_trip_to_redis():
     client = FakeAsyncRedis()
-    sent = []
+    sent, keys = [], []
     execute = client.execute_command
 
     async def record(*args, **kwargs):
         sent.append(args[0])
+        if args[0] == "EVALSHA":
+            keys.append(int(args[2]))
         return await execute(*args, **kwargs)
     client.execute_command = record
     gate = Gate(config(limits={"default": {"requests": 20, "period": 60, "burst": 10},
@@ -243,6 +245,7 @@ def test_a_decision_is_one_round_trip_to_redis():
     for _attempt in range(3):
         assert decide(gate, request(TOKEN)).status == 200
     assert sent == ["EVALSHA"] * 3
+    assert keys[-3:] == [8] * 3
 
 
 def test_failed_logins_have_budgets_of_their_own():
