@@ -443,24 +443,27 @@ def test_state_on_the_state_host(host, state_host):
     assert rows and set(rows) == {"t"}
 
 
-def test_broken_release_fails_and_the_live_one_keeps_serving(host):
-    current = host.file(f"{HOME}/current").linked_to
-    pid = main_pid(host)
-    env = host.file("/etc/langgraph/langgraph.env").sha256sum
+def test_broken_release_fails_and_the_live_one_keeps_serving(replicas):
+    """One deploy of a broken release to both replicas at once (a rollout's second host sees
+    the same failure as its first): the play fails with the import error on each, and each
+    keeps its live release, process and environment."""
+    before = [(r.file(f"{HOME}/current").linked_to, main_pid(r), r.file("/etc/langgraph/langgraph.env").sha256sum)
+              for r in replicas]
     scenario = pathlib.Path(__file__).resolve().parent.parent
     run = subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--limit", f"{host.backend.get_hostname()},gpu_workers",
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--limit", ",".join([*REPLICAS, "gpu_workers"]),
          str(scenario / "broken_release.yml")],
         capture_output=True, text=True, check=False, timeout=600,
     )
     output = run.stdout + run.stderr
     assert run.returncode != 0
-    assert "failed its check" in output
+    assert output.count("failed its check") >= len(replicas), output
     assert "module_that_is_not_installed" in output
-    assert host.file(f"{HOME}/current").linked_to == current
-    assert main_pid(host) == pid
-    assert host.file("/etc/langgraph/langgraph.env").sha256sum == env
-    assert host.run(f"curl -sf {url(host)}/health").rc == 0
+    for replica, (current, pid, env) in zip(replicas, before):
+        assert replica.file(f"{HOME}/current").linked_to == current
+        assert main_pid(replica) == pid
+        assert replica.file("/etc/langgraph/langgraph.env").sha256sum == env
+        assert replica.run(f"curl -sf {url(replica)}/health").rc == 0
 
 
 def psql(state_host, sql: str) -> str:
