@@ -7,68 +7,14 @@ bound to loopback is reachable only from its own host; one bound to every addres
 inventory's address for it; IPv6 addresses are bracketed in host:port.
 """
 
+# Each filter is documented in the .yml file of its name beside this one (ansible-doc reads
+# those for a file that holds several filters).
+
 from __future__ import annotations
 
 import ipaddress
 
 from ansible.errors import AnsibleFilterError
-
-DOCUMENTATION = r"""
-name: peer_endpoints
-short_description: Endpoints of a service on a group of hosts, as seen from one host
-description:
-  - For each host, the address and port of a service bound on it, the C(host:port) to dial,
-    and whether the asking host can reach it (a loopback bind on another host cannot be).
-options:
-  _input:
-    description: Inventory host names that run the service.
-    type: list
-    elements: str
-    required: true
-  hostvars:
-    description: The C(hostvars) of the play.
-    type: dict
-    required: true
-  here:
-    description: The asking host (C(inventory_hostname)).
-    type: str
-    required: true
-  address_var:
-    description: The service's bind-address variable (for example C(vllm_bind_address)).
-    type: str
-    required: true
-  port_var:
-    description: The service's port variable (for example C(vllm_port)).
-    type: str
-    required: true
-  default_port:
-    description: The port when a host does not set O(port_var) (the role's default).
-    type: int
-    required: true
-  default_address:
-    description: The address when a host does not set O(address_var) (the role's default).
-    type: str
-    default: 127.0.0.1
-"""
-
-EXAMPLES = r"""
-upstreams: >-
-  {{ groups['gpu_workers'] | ai_infra.langgraph_stack.peer_endpoints(hostvars, inventory_hostname,
-     'vllm_bind_address', 'vllm_port', 8000) }}
-"""
-
-RETURN = r"""
-_value:
-  description: One entry per host, in the input's order.
-  type: list
-  elements: dict
-  contains:
-    name: {description: The inventory host., type: str}
-    address: {description: The address to dial (no brackets)., type: str}
-    port: {description: The port., type: int}
-    hostport: {description: C(address:port), IPv6 in brackets., type: str}
-    reachable: {description: False for a loopback bind on another host., type: bool}
-"""
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 WILDCARDS = {"", "0.0.0.0", "::", "*"}
@@ -84,7 +30,17 @@ def is_loopback(address: str) -> bool:
 
 
 def hostport(address: str, port: int) -> str:
+    """C(address:port) as a URL or a dial string writes it: an IPv6 address in brackets."""
+    address = str(address).strip().strip("[]")
+    if not address:
+        raise AnsibleFilterError("hostport: the address is empty")
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def local_hostport(address: str, port: int) -> str:
+    """Where a client on the service's own host dials it: a wildcard bind over loopback."""
+    address = str(address).strip().strip("[]")
+    return hostport("127.0.0.1" if address in WILDCARDS else address, port)
 
 
 def endpoint(name: str, variables, here: str, address_var: str, port_var: str,
@@ -117,4 +73,4 @@ def peer_endpoints(hosts, hostvars, here, address_var, port_var, default_port, d
 
 class FilterModule:
     def filters(self):
-        return {"peer_endpoints": peer_endpoints}
+        return {"peer_endpoints": peer_endpoints, "hostport": hostport, "local_hostport": local_hostport}

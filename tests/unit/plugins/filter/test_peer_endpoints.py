@@ -57,3 +57,33 @@ def test_bad_input_is_one_sentence(hosts, message):
 def test_bad_ports(port, message):
     with pytest.raises(AnsibleFilterError, match=message):
         peer_endpoints(["x"], {"x": {"vllm_port": port}}, "y", "vllm_bind_address", "vllm_port", 8000)
+
+
+FILTERS = FilterModule().filters()
+
+
+@pytest.mark.parametrize("address, port, expected", [
+    ("10.0.0.21", 8000, "10.0.0.21:8000"),
+    ("fd00::22", 8001, "[fd00::22]:8001"),
+    ("[fd00::22]", 8001, "[fd00::22]:8001"),
+    ("gpu-1.example", 443, "gpu-1.example:443"),
+])
+def test_hostport_brackets_ipv6_once(address, port, expected):
+    assert FILTERS["hostport"](address, port) == expected
+
+
+def test_hostport_refuses_an_empty_address():
+    with pytest.raises(AnsibleFilterError, match="address is empty"):
+        FILTERS["hostport"]("  ", 80)
+
+
+@pytest.mark.parametrize("address, expected", [
+    ("0.0.0.0", "127.0.0.1:6006"),
+    ("::", "127.0.0.1:6006"),
+    ("[::]", "127.0.0.1:6006"),
+    ("127.0.0.1", "127.0.0.1:6006"),
+    ("::1", "[::1]:6006"),
+    ("10.213.7.2", "10.213.7.2:6006"),
+])
+def test_local_hostport_dials_a_wildcard_bind_over_loopback(address, expected):
+    assert FILTERS["local_hostport"](address, 6006) == expected
