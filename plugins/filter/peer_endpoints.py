@@ -43,16 +43,21 @@ def local_hostport(address: str, port: int) -> str:
     return hostport("127.0.0.1" if address in WILDCARDS else address, port)
 
 
+def port_number(value, what: str) -> int:
+    """The port as an int, or one sentence naming what holds the bad value."""
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        raise AnsibleFilterError(f"{what} is {value!r}, not a port number") from None
+    if not 0 < port < 65536:
+        raise AnsibleFilterError(f"{what} is {port}, outside 1-65535")
+    return port
+
+
 def endpoint(name: str, variables, here: str, address_var: str, port_var: str,
              default_port: int, default_address: str) -> dict:
     address = str(variables.get(address_var, default_address) or "").strip().strip("[]")
-    raw_port = variables.get(port_var, default_port)
-    try:
-        port = int(raw_port)
-    except (TypeError, ValueError):
-        raise AnsibleFilterError(f"{name}: {port_var} is {raw_port!r}, not a port number") from None
-    if not 0 < port < 65536:
-        raise AnsibleFilterError(f"{name}: {port_var} is {port}, outside 1-65535")
+    port = port_number(variables.get(port_var, default_port), f"{name}: {port_var}")
     local = name == here
     if address in WILDCARDS:
         address = "127.0.0.1" if local else str(variables.get("ansible_host", name))

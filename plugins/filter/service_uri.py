@@ -17,7 +17,7 @@ from urllib.parse import quote, urlencode
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.ai_infra.langgraph_stack.plugins.filter.peer_endpoints import hostport
+from ansible_collections.ai_infra.langgraph_stack.plugins.filter.peer_endpoints import hostport, port_number
 
 
 def service_uri(address, scheme, user, password, port, path="", query=None):
@@ -25,12 +25,7 @@ def service_uri(address, scheme, user, password, port, path="", query=None):
         raise AnsibleFilterError("service_uri: the scheme is empty")
     if not str(address or "").strip():
         raise AnsibleFilterError(f"service_uri: the {scheme} address is empty (the state host sets no private address?)")
-    try:
-        port = int(port)
-    except (TypeError, ValueError):
-        raise AnsibleFilterError(f"service_uri: the {scheme} port is {port!r}, not a port number") from None
-    if not 0 < port < 65536:
-        raise AnsibleFilterError(f"service_uri: the {scheme} port is {port}, outside 1-65535")
+    port = port_number(port, f"service_uri: the {scheme} port")
     if query is None:
         query = {}
     if not isinstance(query, Mapping):
