@@ -458,6 +458,8 @@ def test_broken_release_fails_and_the_live_one_keeps_serving(replicas):
     output = run.stdout + run.stderr
     assert run.returncode != 0
     assert output.count("failed its check") >= len(replicas), output
+    for name in REPLICAS:  # each replica failed on its own check, not only the first
+        assert f"fatal: [{name}]" in output, output
     assert "module_that_is_not_installed" in output
     for replica, (current, pid, env) in zip(replicas, before):
         assert replica.file(f"{HOME}/current").linked_to == current
