@@ -20,9 +20,9 @@ for suite in bookworm bookworm-2 bookworm-3 trixie trixie-2; do
   mkdir -p "$repo/.cache/apt-archives/$suite/partial"
 done
 # Second and third hosts of one suite in one scenario (molecule/fleet, molecule/vllm,
-# molecule/langgraph_server's second replica) have
-# folders of their own, given hard links to every download of the first's that they lack,
-# on every run (apt replaces files, never edits them; -n keeps what they have).
+# molecule/model_router, molecule/langgraph_server's second replica) have folders of
+# their own, given hard links to every download of the first's that they lack, on every
+# run (apt replaces files, never edits them; -n keeps what they have).
 for extra in bookworm-2 bookworm-3 trixie-2; do
   find "$repo/.cache/apt-archives/${extra%-*}" -maxdepth 1 -name '*.deb' -exec cp -ln -t "$repo/.cache/apt-archives/$extra/" {} + 2>/dev/null || true
 done

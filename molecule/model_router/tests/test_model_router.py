@@ -1,0 +1,227 @@
+"""Verifies the model_router role: Caddy on the agent server over two real vLLM workers
+(the CPU build serving SmolLM2), one on loopback and one on another host's private address."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import time
+
+import pytest
+import testinfra
+
+from conftest import connect_from, listening_on, network_address
+
+# Every test runs once, on the router's host; the workers are reached by name.
+testinfra_hosts = ["ansible://agent_servers"]
+
+KEY = "molecule-vllm-key-0123456789"
+ROUTER = "http://127.0.0.1:8010"
+WORKER = "model-router-worker-debian12"
+SOCKET = "/run/model-router/admin.sock"
+COMPLETION = json.dumps({"model": "smollm2", "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 2})
+SCENARIO = pathlib.Path(__file__).resolve().parent.parent
+
+HTTP = """
+import json, sys, urllib.request, urllib.error
+url, key, body = sys.argv[1], sys.argv[2], sys.argv[3]
+req = urllib.request.Request(url, data=body.encode() if body else None,
+                             headers={"Content-Type": "application/json", **({"Authorization": "Bearer " + key} if key else {})})
+try:
+    with urllib.request.urlopen(req, timeout=120) as r:
+        print(r.status); print(r.read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code); print(e.read().decode())
+"""
+
+ADMIN = """
+import http.client, json, socket, sys
+class Unix(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(sys.argv[1])
+c = Unix("localhost")
+c.putrequest("GET", "/reverse_proxy/upstreams", skip_host=True)
+c.putheader("Host", "")  # Caddy's admin API on a unix socket accepts only an empty Host
+c.endheaders()
+print(c.getresponse().read().decode())
+"""
+
+
+def http(host, url, key=KEY, body=""):
+    out = host.check_output("python3 -c %s %s %s %s", HTTP, url, key, body).split("\n", 1)
+    return int(out[0]), out[1] if len(out) > 1 else ""
+
+
+@pytest.fixture(scope="module")
+def worker():
+    return testinfra.get_host(f"docker://{WORKER}")
+
+
+def worker_urls(router, worker) -> dict:
+    """Each worker's vLLM as the router's host reaches it."""
+    return {router.backend.get_hostname(): "http://127.0.0.1:8000", WORKER: f"http://{network_address(worker)}:8000"}
+
+
+def successes(router, url) -> float:
+    """vLLM's own count of finished requests on one worker (its /metrics needs no key)."""
+    status, text = http(router, url + "/metrics", key="")
+    assert status == 200, text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("vllm:request_success_total{"))
+
+
+def upstreams(router) -> dict:
+    return {u["address"]: u for u in json.loads(router.check_output("python3 -c %s %s", ADMIN, SOCKET))}
+
+
+def calls(router, count):
+    for call in range(count):
+        status, text = http(router, ROUTER + "/v1/chat/completions", body=COMPLETION)
+        assert status == 200, (call, text)
+
+
+def main_pid(router) -> str:
+    return router.check_output("systemctl show -p MainPID --value model-router")
+
+
+def converge_router(*extra_vars: str) -> tuple[int, str]:
+    """The router's play alone (router.yml), with extra vars."""
+    args = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(SCENARIO / "router.yml")]
+    for extra in extra_vars:
+        args += ["-e", extra]
+    run = subprocess.run(args, capture_output=True, text=True, check=False, timeout=600)
+    return run.returncode, run.stdout + run.stderr
+
+
+def test_on_loopback_passes_the_key_and_keeps_its_admin_api_private(host, worker, prober):
+    assert listening_on(host, 8010) == {"tcp://127.0.0.1:8010"}
+    assert connect_from(prober, network_address(host), 8010) in ("refused", "timeout")
+    status, text = http(host, ROUTER + "/v1/chat/completions", body=COMPLETION)
+    assert status == 200, text
+    assert json.loads(text)["model"] == "smollm2"
+    # The key is vLLM's to check; the router adds none.
+    assert http(host, ROUTER + "/v1/models", key="")[0] == 401
+    # Its admin API is a socket in a directory only the router's user can enter.
+    assert host.run("runuser -u nobody -- python3 -c %s %s", ADMIN, SOCKET).rc != 0
+    # This host's vLLM on loopback, the other's on its private address.
+    assert set(upstreams(host)) == {"127.0.0.1:8000", f"{network_address(worker)}:8000"}
+    # This host is not an edge: the packaged Caddy (a default site on port 80) is off.
+    assert not host.service("caddy").is_running and not host.service("caddy").is_enabled
+    assert host.service("model-router").is_enabled
+
+
+def test_runs_sandboxed_with_a_root_owned_config_and_no_secret(host):
+    user = host.check_output(f"ps -o user= -p {main_pid(host)}")
+    assert user not in ("root", "caddy")  # DynamicUser: a user of its own, made at start
+    config = host.file("/etc/model-router/Caddyfile")
+    assert config.user == "root" and config.mode == 0o644
+    assert KEY not in config.content_string
+    assert "lb_policy least_conn" in config.content_string
+
+
+def test_records_the_url_model_and_pool_sizes_for_the_agent_server(host):
+    fact = json.loads(host.file("/etc/ansible/facts.d/model_router.fact").content_string)
+    # Both workers sized for a fan-out of 6 (max-num-seqs: 6 plus 20%, rounded up).
+    assert fact == {"url": ROUTER, "served_model": "smollm2", "fanout": 6, "max_num_seqs": 8}
+
+
+def test_spreads_calls_drops_a_stopped_worker_and_takes_it_back(host, worker):
+    """Twelve calls reach both workers; with the remote worker's vLLM stopped, calls all
+    succeed and none dialled it (the active health check took it out first); once it
+    serves again, calls reach it again."""
+    urls = worker_urls(host, worker)
+    address = f"{network_address(worker)}:8000"
+    before = {name: successes(host, url) for name, url in urls.items()}
+    calls(host, 12)
+    spread = {name: successes(host, url) - before[name] for name, url in urls.items()}
+    assert sum(spread.values()) == 12 and all(spread.values()), spread
+
+    worker.run_expect([0], "systemctl stop vllm")
+    try:
+        time.sleep(6)  # three health intervals (2 s)
+        calls(host, 6)
+        # The active health check took it out before any call tried it: no failed dial.
+        assert upstreams(host)[address]["fails"] == 0
+        log = host.check_output("journalctl -u model-router -o cat --since '-60s'")
+        assert address in log and "health_checker" in log
+    finally:
+        worker.run_expect([0], "systemctl start vllm")
+    # The readiness gate, from the router's host: the worker's model serves the fan-out again.
+    result = host.ansible(
+        "ai_infra.langgraph_stack.model_ready",
+        f"url={urls[WORKER]} model=smollm2 api_key={KEY} min_concurrency=6 timeout=300",
+        check=False,
+    )
+    assert result.get("kv_cache_max_concurrency") == 22.75, result
+    time.sleep(5)  # two health intervals: back in the pool
+    back = successes(host, urls[WORKER])
+    calls(host, 12)
+    assert successes(host, urls[WORKER]) > back
+
+
+FACT = "/etc/ansible/facts.d/vllm.fact"
+
+
+@pytest.mark.parametrize(
+    ("extra_vars", "other_model", "message"),
+    [
+        (["vllm_bind_address=127.0.0.1"], None,
+         f"vLLM on {WORKER} listens on loopback, which this host cannot reach: set vllm_bind_address there"),
+        (["model_router_port=8000"], None, "model_router_port 8000 is the port vLLM listens on here: choose another."),
+        ([], "another-model", "serve different models"),
+    ],
+    ids=["remote-worker-on-loopback", "port-of-vllm", "different-models"],
+)
+def test_refuses_what_cannot_work_before_any_change(host, worker, extra_vars, other_model, message):
+    pid = main_pid(host)
+    fact = worker.file(FACT).content_string
+    if other_model:
+        # What the worker's vllm role recorded, as if it served another model.
+        changed = json.dumps({**json.loads(fact), "served_model": other_model})
+        worker.run_expect([0], "printf %s %s > " + FACT, "%s", changed)
+    try:
+        rc, output = converge_router(*extra_vars)
+    finally:
+        if other_model:
+            worker.run_expect([0], "printf %s %s > " + FACT, "%s", fact)
+    assert rc != 0
+    assert message in output
+    assert not re.search(r"changed=[1-9]", output), output
+    assert main_pid(host) == pid
+
+
+LISTENER = "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', 8011)); s.listen(); time.sleep(600)"
+
+
+def test_a_failed_reload_fails_the_play_and_keeps_the_old_config_serving(host):
+    """A Caddyfile that validates but cannot load (its port is taken): the reload fails
+    the play at once, the router goes on serving the old config, and the unit is not left
+    stuck reloading (the next test reloads it)."""
+    pid = main_pid(host)
+    host.run_expect([0], "systemd-run --unit port-8011-taken python3 -c %s", LISTENER)
+    try:
+        rc, output = converge_router("model_router_port=8011")
+    finally:
+        host.run("systemctl stop port-8011-taken")
+    assert rc != 0
+    assert "Unable to reload service model-router" in output, output
+    log = host.check_output("journalctl -u model-router -o cat --since '-120s'")
+    assert "127.0.0.1:8011: bind: address already in use" in log
+    assert main_pid(host) == pid
+    assert host.check_output("systemctl show -p ActiveState --value model-router") == "active"
+    calls(host, 1)
+
+
+def test_a_new_policy_is_a_reload(host):
+    """Run last: it leaves the round-robin policy in place."""
+    pid = main_pid(host)
+    rc, output = converge_router("model_router_lb_policy=round_robin")
+    assert rc == 0, output
+    assert "lb_policy round_robin" in host.file("/etc/model-router/Caddyfile").content_string
+    # Same process: Caddy swapped its config, calls in flight went on.
+    assert main_pid(host) == pid
+    calls(host, 2)
