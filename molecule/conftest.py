@@ -113,6 +113,26 @@ def recreate_container(name: str, new_address: bool = False, timeout: int = 120)
     wait_until_booted(name, timeout)
 
 
+HTTP_CALL = """
+import sys, urllib.request, urllib.error
+url, key, body = sys.argv[1], sys.argv[2], sys.argv[3]
+req = urllib.request.Request(url, data=body.encode() if body else None,
+                             headers={"Content-Type": "application/json", **({"Authorization": "Bearer " + key} if key else {})})
+try:
+    with urllib.request.urlopen(req, timeout=120) as r:
+        print(r.status); print(r.read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code); print(e.read().decode())
+"""
+
+
+def http_call(host, url: str, key: str = "", body: str = "") -> tuple[int, str]:
+    """An HTTP call made on the host (a POST of the JSON body if any, else a GET, with a
+    bearer key if any): the status and the answer's text, errors included."""
+    out = host.check_output("python3 -c %s %s %s %s", HTTP_CALL, url, key, body).split("\n", 1)
+    return int(out[0]), out[1] if len(out) > 1 else ""
+
+
 EXCHANGE = """
 import socket, sys, time
 s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)

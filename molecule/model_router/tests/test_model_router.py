@@ -13,7 +13,7 @@ import time
 import pytest
 import testinfra
 
-from conftest import connect_from, listening_on, network_address
+from conftest import connect_from, http_call, listening_on, network_address
 
 # Every test runs once, on the router's host; the workers are reached by name.
 testinfra_hosts = ["ansible://agent_servers"]
@@ -24,18 +24,6 @@ WORKER = "model-router-worker-debian12"
 SOCKET = "/run/model-router/admin.sock"
 COMPLETION = json.dumps({"model": "smollm2", "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 2})
 SCENARIO = pathlib.Path(__file__).resolve().parent.parent
-
-HTTP = """
-import json, sys, urllib.request, urllib.error
-url, key, body = sys.argv[1], sys.argv[2], sys.argv[3]
-req = urllib.request.Request(url, data=body.encode() if body else None,
-                             headers={"Content-Type": "application/json", **({"Authorization": "Bearer " + key} if key else {})})
-try:
-    with urllib.request.urlopen(req, timeout=120) as r:
-        print(r.status); print(r.read().decode())
-except urllib.error.HTTPError as e:
-    print(e.code); print(e.read().decode())
-"""
 
 ADMIN = """
 import http.client, json, socket, sys
@@ -52,8 +40,7 @@ print(c.getresponse().read().decode())
 
 
 def http(host, url, key=KEY, body=""):
-    out = host.check_output("python3 -c %s %s %s %s", HTTP, url, key, body).split("\n", 1)
-    return int(out[0]), out[1] if len(out) > 1 else ""
+    return http_call(host, url, key, body)
 
 
 @pytest.fixture(scope="module")

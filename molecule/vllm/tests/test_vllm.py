@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import connect_from, listening_on, network_address
+from conftest import connect_from, http_call, listening_on, network_address
 
 testinfra_hosts = ["ansible://molecule_hosts"]
 
@@ -23,22 +23,8 @@ def base(host) -> str:
     return f"http://{network_address(host) if name in PRIVATE_HOSTS else '127.0.0.1'}:8000"
 
 
-HTTP = """
-import json, sys, urllib.request, urllib.error
-url, key, body = sys.argv[1], sys.argv[2], sys.argv[3]
-req = urllib.request.Request(url, data=body.encode() if body else None,
-                             headers={"Content-Type": "application/json", **({"Authorization": "Bearer " + key} if key else {})})
-try:
-    with urllib.request.urlopen(req, timeout=120) as r:
-        print(r.status); print(r.read().decode())
-except urllib.error.HTTPError as e:
-    print(e.code); print(e.read().decode())
-"""
-
-
-def http(host, path, key=KEY, body="", url=None):
-    out = host.check_output("python3 -c %s %s %s %s", HTTP, (url or base(host)) + path, key, body).split("\n", 1)
-    return int(out[0]), out[1] if len(out) > 1 else ""
+def http(host, path, key=KEY, body=""):
+    return http_call(host, base(host) + path, key, body)
 
 
 def test_completion_through_the_api_key(host):
