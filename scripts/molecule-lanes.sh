@@ -16,7 +16,7 @@ lanes=${MOLECULE_LANES:-1}
 declare -A seconds=(
   [fleet]=1634 [langgraph_server]=862 [phoenix]=494 [vllm]=543 [caddy]=465
   [postgresql]=224 [base]=135 [redis]=97 [reprovision_schedule]=150 [nvidia_container_toolkit]=100 [nvidia_driver]=80
-  [wireguard]=405
+  [wireguard]=405 [model_router]=450
 )
 scenarios=("$@")
 if [ ${#scenarios[@]} -eq 0 ]; then
