@@ -165,6 +165,9 @@ def test_agent_graph_answers_with_the_real_model(host, state_host):
     env = env_file(host)
     assert env["VLLM_MODEL"] == "smollm2"
     assert env["VLLM_BASE_URL"] == "http://127.0.0.1:8010"
+    # The fan-out and max-num-seqs the worker was sized for (6, and 6 plus 20% rounded up),
+    # as the replica's router published them: this host runs no vLLM of its own.
+    assert (env["AGENT_FANOUT"], env["AGENT_MAX_CONCURRENCY"]) == ("6", "8")
     assert listening_on(host, 8010) == {"tcp://127.0.0.1:8010"}
     before = vllm_requests_finished(state_host)
     result = sdk(host, """
