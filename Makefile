@@ -103,8 +103,8 @@ molecule: host-tools collection build images models
 	molecule test -s $(S)
 
 # (build: molecule/reprovision_schedule installs the collection tarball on its hosts.)
-# One after another by default: two lanes side by side (MOLECULE_LANES=2) were slower
-# than planned on 2 cores and timed out removing the vllm scenario's container.
+# One after another by default: two lanes side by side (MOLECULE_LANES=2) gain nothing on
+# 2 cores (each scenario's steps about twice as slow beside another; README.md).
 # molecule/fleet is not in this list yet: measured 2026-12-02 with warm caches it took
 # 27 min alone (its tests run about ten playbooks), which would take CI past its limit;
 # run it with `make molecule S=fleet`.

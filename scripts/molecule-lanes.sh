@@ -14,9 +14,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
 lanes=${MOLECULE_LANES:-1}
 declare -A seconds=(
-  [fleet]=1634 [langgraph_server]=862 [phoenix]=494 [vllm]=543 [caddy]=465
-  [postgresql]=224 [base]=135 [redis]=97 [reprovision_schedule]=150 [nvidia_container_toolkit]=100 [nvidia_driver]=80
-  [wireguard]=405 [model_router]=450
+  [fleet]=1634 [langgraph_server]=946 [caddy]=551 [vllm]=535 [phoenix]=516 [wireguard]=363
+  [model_router]=330 [postgresql]=239 [reprovision_schedule]=142 [base]=124 [redis]=97
+  [nvidia_container_toolkit]=91 [nvidia_driver]=86
 )
 scenarios=("$@")
 if [ ${#scenarios[@]} -eq 0 ]; then
