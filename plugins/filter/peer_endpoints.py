@@ -16,6 +16,8 @@ import ipaddress
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.ai_infra.langgraph_stack.plugins.filter.published import published
+
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 WILDCARDS = {"", "0.0.0.0", "::", "*"}
 
@@ -76,6 +78,23 @@ def peer_endpoints(hosts, hostvars, here, address_var, port_var, default_port, d
     return result
 
 
+def published_endpoints(hosts, hostvars, here, role):
+    """peer_endpoints from the address and port each host's role published (filter
+    `published`) instead of its variables and a repeated default."""
+    if isinstance(hosts, str) or not hasattr(hosts, "__iter__"):
+        raise AnsibleFilterError(f"published_endpoints expects a list of host names, got {type(hosts).__name__}")
+    result = []
+    for name in hosts:
+        record = published(name, hostvars, role)
+        if "bind_address" not in record or "port" not in record:
+            raise AnsibleFilterError(f"{name}: the {role} settings it published have no bind_address and port")
+        variables = {"bind_address": record["bind_address"], "port": record["port"],
+                     "ansible_host": hostvars[name].get("ansible_host", name)}
+        result.append(endpoint(name, variables, here, "bind_address", "port", None, ""))
+    return result
+
+
 class FilterModule:
     def filters(self):
-        return {"peer_endpoints": peer_endpoints, "hostport": hostport, "local_hostport": local_hostport}
+        return {"peer_endpoints": peer_endpoints, "published_endpoints": published_endpoints,
+                "hostport": hostport, "local_hostport": local_hostport}

@@ -114,6 +114,9 @@ def test_records_the_url_model_and_pool_sizes_for_the_agent_server(host):
     fact = json.loads(host.file("/etc/ansible/facts.d/model_router.fact").content_string)
     # Both workers sized for a fan-out of 6 (max-num-seqs: 6 plus 20%, rounded up).
     assert fact == {"url": ROUTER, "served_model": "smollm2", "fanout": 6, "max_num_seqs": 8}
+    # This host's own worker (vLLM on loopback): where a server without a router would dial it.
+    worker_fact = json.loads(host.file("/etc/ansible/facts.d/vllm.fact").content_string)
+    assert worker_fact == {"url": "http://127.0.0.1:8000", "served_model": "smollm2", "fanout": 6, "max_num_seqs": 8}
 
 
 def test_spreads_calls_drops_a_stopped_worker_and_takes_it_back(host, worker):

@@ -117,6 +117,10 @@ def test_bound_to_its_private_address_open_to_the_worker_only(host, worker, prob
     # The gRPC listener binds every address; the firewall keeps it closed.
     for port in (6006, 4317):
         assert connect_from(prober, address, port) in ("refused", "timeout")
+    # Where the server and the edge read it (filter published_endpoints): what it listens on.
+    fact = host.file("/etc/ansible/facts.d/phoenix.fact")
+    assert (fact.user, fact.mode) == ("root", 0o644)
+    assert json.loads(fact.content_string) == {"bind_address": address, "port": 6006}
 
 
 def test_no_outbound_features(host):

@@ -294,3 +294,13 @@ def test_database_tasks_print_no_password_even_verbose():
     assert "Create one database per application" in run.stdout
     for secret in ("molecule-langgraph-secret", "molecule-phoenix-secret"):
         assert secret not in run.stdout + run.stderr
+
+
+def test_clients_find_the_port_and_names_in_the_published_local_fact(host):
+    # What the langgraph_server and phoenix roles read on other hosts (filter `published`):
+    # the settings, no secret, readable by Ansible's fact gathering.
+    fact = host.file("/etc/ansible/facts.d/postgresql.fact")
+    assert (fact.user, fact.group, fact.mode) == ("root", "root", 0o644)
+    assert json.loads(fact.content_string) == {"port": 5432, "langgraph_db": "langgraph", "langgraph_user": "langgraph",
+                                               "phoenix_db": "phoenix", "phoenix_user": "phoenix"}
+    assert "secret" not in fact.content_string

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from conftest import exchange_from, listening_on
 
 testinfra_hosts = ["ansible://molecule_hosts"]
@@ -81,3 +83,13 @@ def test_acl_file_not_readable_by_others(host):
     acl = host.file("/etc/redis/users.acl")
     assert acl.user == "root" and acl.group == "redis" and acl.mode == 0o640
     assert "molecule-app-secret" not in host.check_output("cat /etc/redis/users.acl")
+
+
+def test_clients_find_the_port_and_users_in_the_published_local_fact(host):
+    # What the langgraph_server role and the edge's gate read on other hosts (filter
+    # `published`): the settings, no secret, readable by Ansible's fact gathering.
+    fact = host.file("/etc/ansible/facts.d/redis.fact")
+    assert (fact.user, fact.group, fact.mode) == ("root", "root", 0o644)
+    assert json.loads(fact.content_string) == {"port": 6379, "app_user": "langgraph",
+                                               "gate_user": "ai-infra-gate", "gate_db": 1}
+    assert "secret" not in fact.content_string

@@ -87,3 +87,32 @@ def test_hostport_refuses_an_empty_address():
 ])
 def test_local_hostport_dials_a_wildcard_bind_over_loopback(address, expected):
     assert FILTERS["local_hostport"](address, 6006) == expected
+
+
+published_endpoints = FilterModule().filters()["published_endpoints"]
+
+
+def test_published_endpoints_read_what_the_role_published_not_the_hosts_variables():
+    hostvars = {
+        "obs-1": {"phoenix_port": 9999, "ansible_host": "203.0.113.9",
+                  "phoenix_published": {"bind_address": "10.0.0.9", "port": 6006}},
+        "obs-2": {"ansible_host": "203.0.113.10", "ansible_local": {"phoenix": {"bind_address": "0.0.0.0", "port": 6007}}},
+        "obs-3": {"ansible_local": {"phoenix": {"bind_address": "127.0.0.1", "port": 6006}}},
+    }
+    one, two, three = published_endpoints(["obs-1", "obs-2", "obs-3"], hostvars, "edge-1", "phoenix")
+    assert (one["hostport"], one["reachable"]) == ("10.0.0.9:6006", True)
+    # A wildcard bind on another host: dialled at its inventory address.
+    assert (two["hostport"], two["reachable"]) == ("203.0.113.10:6007", True)
+    assert (three["address"], three["reachable"]) == ("127.0.0.1", False)
+    assert published_endpoints(["obs-3"], hostvars, "obs-3", "phoenix")[0]["reachable"] is True
+
+
+@pytest.mark.parametrize(("hosts", "hostvars", "message"), [
+    (["obs-1"], {"obs-1": {}}, "obs-1 has not published its phoenix settings"),
+    (["obs-1"], {"obs-1": {"phoenix_published": {"port": 6006}}}, "obs-1: the phoenix settings it published have no bind_address and port"),
+    (["obs-1"], {"obs-1": {"phoenix_published": {"bind_address": "10.0.0.9", "port": "web"}}}, "obs-1: port is 'web', not a port number"),
+    ("obs-1", {}, "published_endpoints expects a list of host names, got str"),
+])
+def test_published_endpoints_bad_input_is_one_sentence(hosts, hostvars, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        published_endpoints(hosts, hostvars, "edge-1", "phoenix")
