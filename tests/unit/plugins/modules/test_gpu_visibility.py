@@ -26,11 +26,12 @@ def fixture(name):
 
 
 class FakeHost:
-    """Answers run_command like a host whose nvidia-smi printed the recorded outputs."""
+    """Answers run_command like a host whose nvidia-smi printed a fixture's outputs
+    (transcriptions of published nvidia-smi outputs, not captures: SOURCES.md)."""
 
-    def __init__(self, recording, rc=0, remapped_rc=0, container=None, stdout=None):
-        self.query = stdout if stdout is not None else fixture(recording + ".query-gpu.txt")
-        self.remapped = fixture(recording + ".query-remapped-rows.txt")
+    def __init__(self, transcription, rc=0, remapped_rc=0, container=None, stdout=None):
+        self.query = stdout if stdout is not None else fixture(transcription + ".query-gpu.txt")
+        self.remapped = fixture(transcription + ".query-remapped-rows.txt")
         self.rc, self.remapped_rc, self.container = rc, remapped_rc, container
         self.calls = []
 
@@ -60,7 +61,7 @@ def fails(host, **args):
     return exc.value.result
 
 
-# --- parsing the recordings ----------------------------------------------------------------
+# --- parsing the transcriptions -------------------------------------------------------------
 
 
 def test_h100_sxm_every_field():
@@ -218,8 +219,8 @@ def test_nvml_requested_without_the_library():
 # --- container check ------------------------------------------------------------------------
 
 
-def uuids(recording):
-    return "".join(line.split(", ")[1] + "\n" for line in fixture(recording + ".query-gpu.txt").splitlines())
+def uuids(transcription):
+    return "".join(line.split(", ")[1] + "\n" for line in fixture(transcription + ".query-gpu.txt").splitlines())
 
 
 def test_container_sees_exactly_the_host_gpus():
