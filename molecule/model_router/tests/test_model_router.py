@@ -215,3 +215,26 @@ def test_a_new_policy_is_a_reload(host):
     # Same process: Caddy swapped its config, calls in flight went on.
     assert main_pid(host) == pid
     calls(host, 2)
+
+
+def test_verify_tells_a_failed_server_from_the_model_that_answered(host):
+    """playbooks/verify.yml on this agent server, whose model answers through the router but
+    whose LangGraph server this scenario does not install: the table says the model is ok
+    and the server failed, and the run fails."""
+    # JSON on stdout, and only that: naming the stdout callback as the only enabled one
+    # leaves out the scenario's profile_tasks, which would print between its lines.
+    env = {**os.environ, "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.json"}
+    run = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "ai_infra.langgraph_stack.verify",
+         # The server's health check gives up after two tries instead of the role's 5 minutes.
+         "-e", "langgraph_server_start_timeout=4"],
+        capture_output=True, text=True, env=env, check=False, timeout=600,
+    )
+    assert run.returncode != 0 and run.stdout.startswith("{"), run.stdout[-2000:] + run.stderr[-2000:]
+    tasks = [task for play in json.loads(run.stdout)["plays"] for task in play["tasks"]]
+    rows = next(t for t in tasks if t["task"]["name"] == "Show every check of every host")["hosts"]["localhost"]["msg"]
+    header = [cell.strip() for cell in rows[0].split("|")]
+    mine = next(row for row in rows if row.startswith(host.backend.get_hostname() + " "))
+    cells = dict(zip(header, (cell.strip() for cell in mine.split("|"))))
+    assert cells["model"] == "ok (smollm2)", rows
+    assert cells["server"].startswith("FAIL: "), rows
