@@ -34,13 +34,31 @@ def write_inventory(host, text):
 
 
 def run_unit(host):
-    """systemctl start (waits: the service is oneshot); the run's exit code and journal."""
+    """systemctl start (waits: the service is oneshot); the run's exit code and journal.
+
+    The journal is read from a cursor taken before the start and filtered here by the
+    unit's syslog identifier: journald tags a line with the unit and invocation only when
+    it can still find the writing process, which a skipped run (one line, then exit) does
+    not wait for; and Debian 12's journalctl (252) returns nothing for --after-cursor
+    together with a match.
+    """
     host.run("systemctl reset-failed %s.service", UNIT)
+    last = host.check_output("journalctl --show-cursor -n 1 -o cat --no-pager").splitlines()[-1]
+    assert last.startswith("-- cursor: "), last
+    cursor = last.removeprefix("-- cursor: ")
     start = host.run("systemctl start %s.service", UNIT)
-    invocation = host.check_output("systemctl show -p InvocationID --value %s.service", UNIT).strip()
-    journal = host.check_output("journalctl -o cat --no-pager _SYSTEMD_INVOCATION_ID=%s", invocation)
+    host.run_expect([0], "journalctl --sync")
+    entries = [json.loads(line) for line in host.check_output(
+        "journalctl -o json --no-pager --after-cursor %s", cursor).splitlines() if line]
+    journal = "\n".join(message(entry) for entry in entries if entry.get("SYSLOG_IDENTIFIER") == UNIT)
     status = host.check_output("systemctl show -p ExecMainStatus --value %s.service", UNIT).strip()
     return start.rc, int(status or 0), journal
+
+
+def message(entry):
+    """A journal entry's text: JSON output gives a non-UTF-8 message as a list of bytes."""
+    text = entry.get("MESSAGE") or ""
+    return bytes(text).decode(errors="replace") if isinstance(text, list) else text
 
 
 def report(host, name="last-report.json"):
