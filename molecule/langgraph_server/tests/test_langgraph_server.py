@@ -366,6 +366,10 @@ def test_bound_to_its_private_address_open_to_the_edge_only(host, state_host, pr
     assert listening_on(host, 8123) == {f"tcp://{address}:8123"}
     assert connect_from(state_host, address, 8123) == "open"
     assert connect_from(prober, address, 8123) in ("refused", "timeout")
+    # Where the edge reads that address (roles/caddy: published_endpoints).
+    fact = host.file("/etc/ansible/facts.d/langgraph_server.fact")
+    assert fact.mode == 0o644 and fact.user == "root"
+    assert json.loads(fact.content_string) == {"bind_address": address, "port": 8123, "engine": "aegra"}
 
 
 def test_studio_cors_preflight(host):
