@@ -31,7 +31,7 @@ options:
 EXAMPLES = r"""
 - name: Name a release by its files
   ansible.builtin.set_fact:
-    release: "{{ lookup('ai_infra.langgraph_stack.tree_digest', role_path ~ '/files/app')[:12] }}"
+    release: "{{ lookup('ai_infra.langgraph_stack.tree_digest', playbook_dir ~ '/app')[:12] }}"
 """
 
 RETURN = r"""
