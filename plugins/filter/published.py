@@ -17,25 +17,66 @@ from collections.abc import Mapping
 from ansible.errors import AnsibleFilterError
 
 
+def published_record(host_vars, role):
+    """The record C(role) published on a host: this run's, else its local fact; {} when neither."""
+    record = host_vars.get(f"{role}_published")
+    if not isinstance(record, Mapping) or not record:
+        local = host_vars.get("ansible_local")
+        record = local.get(role) if isinstance(local, Mapping) else None
+    return dict(record) if isinstance(record, Mapping) and record else {}
+
+
+def _host_vars(host, hostvars, filter_name):
+    if not isinstance(host, str) or not host:
+        raise AnsibleFilterError(f"{filter_name}: the input must be an inventory host name, got {host!r}")
+    if host not in hostvars:
+        raise AnsibleFilterError(f"{filter_name}: {host} is not a host of this inventory")
+    return hostvars[host]
+
+
 def published(host, hostvars, role):
     if not isinstance(role, str) or not role.isidentifier():
         raise AnsibleFilterError(f"published: the role must be a role's short name, got {role!r}")
-    if not isinstance(host, str) or not host:
-        raise AnsibleFilterError(f"published: the input must be an inventory host name, got {host!r}")
-    if host not in hostvars:
-        raise AnsibleFilterError(f"published: {host} is not a host of this inventory")
-    host_vars = hostvars[host]
-    record = host_vars.get(f"{role}_published")
-    if not isinstance(record, Mapping):
-        local = host_vars.get("ansible_local")
-        record = local.get(role) if isinstance(local, Mapping) else None
-    if not isinstance(record, Mapping) or not record:
+    record = published_record(_host_vars(host, hostvars, "published"), role)
+    if not record:
         raise AnsibleFilterError(
             f"{host} has not published its {role} settings (no {role}_published in this run, no local fact "
             f"ansible_local.{role}): apply the {role} role to {host} first (site.yml does, before the roles that use it)")
-    return dict(record)
+    return record
+
+
+# Where an agent server's model calls go, the first that published on its host: the model
+# router (it balances over every GPU worker), else vLLM itself (a single-host stack).
+MODEL_SOURCES = ("model_router", "vllm")
+
+
+def _count(host, role, key, value):
+    if value in (None, ""):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise AnsibleFilterError(f"{host}: {role} published {key} {value!r}, which is not a whole number") from None
+    if number < 1:
+        raise AnsibleFilterError(f"{host}: {role} published {key} {number}, which is not a positive number")
+    return number
+
+
+def model_source(host, hostvars):
+    host_vars = _host_vars(host, hostvars, "model_source")
+    for role in MODEL_SOURCES:
+        record = published_record(host_vars, role)
+        if record:
+            return {
+                "role": role,
+                "url": str(record.get("url") or ""),
+                "served_model": str(record.get("served_model") or ""),
+                "fanout": _count(host, role, "fanout", record.get("fanout")),
+                "max_num_seqs": _count(host, role, "max_num_seqs", record.get("max_num_seqs")),
+            }
+    return {"role": "", "url": "", "served_model": "", "fanout": None, "max_num_seqs": None}
 
 
 class FilterModule:
     def filters(self):
-        return {"published": published}
+        return {"published": published, "model_source": model_source}

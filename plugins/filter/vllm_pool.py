@@ -1,40 +1,27 @@
-"""What a pool of vLLM workers serves and holds, from what each worker's vllm role recorded.
+"""What a pool of vLLM workers serves and holds, from what each worker's vllm role published.
 
 The model router balances over the pool and tells the agent servers behind it what to ask
 for (the served model) and how hard (the fan-out and max-num-seqs the smallest worker was
-sized for). Each worker's value comes from its vllm role in this run (vllm_served_model,
-vllm_max_num_seqs_effective, vllm_fanout_effective) or, for a run that does not apply the
-role there, from its local fact (ansible_local.vllm); a worker that has neither counts as
-not yet known.
+sized for). Each worker's values are the record its vllm role published once the model
+served them: in this run (vllm_published) or, for a run that does not apply the role
+there, its local fact (ansible_local.vllm); a worker that has neither counts as not yet
+known.
 """
 
 # Documented in vllm_pool.yml beside this file.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from ansible.errors import AnsibleFilterError
 
-# The value each worker publishes in this run, and its name in the local fact.
-_RECORDED = {
-    "served_model": "vllm_served_model",
-    "max_num_seqs": "vllm_max_num_seqs_effective",
-    "fanout": "vllm_fanout_effective",
-}
+from ansible_collections.ai_infra.langgraph_stack.plugins.filter.published import published_record
 
 
 def _recorded(name, host_vars):
-    local = host_vars.get("ansible_local", {})
-    local = local.get("vllm", {}) if isinstance(local, Mapping) else {}
-    if not isinstance(local, Mapping):
-        local = {}
-    values = {}
-    for key, published in _RECORDED.items():
-        value = host_vars.get(published, local.get(key))
-        if key == "served_model":
-            values[key] = str(value or "").strip()
-            continue
+    record = published_record(host_vars, "vllm")
+    values = {"served_model": str(record.get("served_model") or "").strip()}
+    for key in ("max_num_seqs", "fanout"):
+        value = record.get(key)
         try:
             number = int(value) if value not in (None, "") else None
         except (TypeError, ValueError):

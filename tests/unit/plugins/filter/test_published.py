@@ -46,3 +46,44 @@ def test_a_host_the_role_never_ran_on_is_one_sentence(host_vars):
 def test_bad_input_is_one_sentence(host, role, message):
     with pytest.raises(AnsibleFilterError, match=message):
         published(host, {"state-1": {}}, role)
+
+
+model_source = FilterModule().filters()["model_source"]
+
+ROUTER = {"url": "http://127.0.0.1:8001", "served_model": "qwen", "fanout": "6", "max_num_seqs": "8"}
+VLLM = {"url": "http://127.0.0.1:8000", "served_model": "qwen-local", "fanout": 10, "max_num_seqs": 12}
+
+
+def test_the_model_router_on_the_host_wins_over_vllm_there():
+    hostvars = {"server-1": {"model_router_published": ROUTER, "vllm_published": VLLM}}
+    assert model_source("server-1", hostvars) == {
+        "role": "model_router", "url": "http://127.0.0.1:8001", "served_model": "qwen", "fanout": 6, "max_num_seqs": 8}
+
+
+def test_vllm_on_the_host_from_its_local_fact():
+    hostvars = {"single": {"ansible_local": {"vllm": VLLM}}}
+    assert model_source("single", hostvars) == {
+        "role": "vllm", "url": "http://127.0.0.1:8000", "served_model": "qwen-local", "fanout": 10, "max_num_seqs": 12}
+
+
+def test_a_router_with_no_worker_known_yet_has_no_sizes():
+    hostvars = {"server-1": {"ansible_local": {"model_router": {"url": "http://127.0.0.1:8001", "served_model": "",
+                                                                 "fanout": None, "max_num_seqs": ""}}}}
+    source = model_source("server-1", hostvars)
+    assert (source["role"], source["served_model"], source["fanout"], source["max_num_seqs"]) == ("model_router", "", None, None)
+
+
+def test_no_model_on_the_host():
+    assert model_source("server-1", {"server-1": {"ansible_local": {}}}) == {
+        "role": "", "url": "", "served_model": "", "fanout": None, "max_num_seqs": None}
+
+
+@pytest.mark.parametrize(("host", "hostvars", "message"), [
+    ("server-9", {}, "model_source: server-9 is not a host of this inventory"),
+    (None, {}, "model_source: the input must be an inventory host name"),
+    ("s", {"s": {"vllm_published": {"url": "u", "fanout": "wide"}}}, "s: vllm published fanout 'wide', which is not a whole number"),
+    ("s", {"s": {"model_router_published": {"url": "u", "max_num_seqs": 0}}}, "s: model_router published max_num_seqs 0, which is not a positive"),
+])
+def test_bad_input_to_model_source_is_one_sentence(host, hostvars, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        model_source(host, hostvars)

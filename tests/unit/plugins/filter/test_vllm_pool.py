@@ -11,7 +11,7 @@ vllm_pool = FilterModule().filters()["vllm_pool"]
 def test_this_runs_values_win_over_the_local_fact_and_the_smallest_worker_sizes_the_pool():
     hostvars = {
         # Converged in this run: its role published the values (as strings, as set_fact does).
-        "gpu-1": {"vllm_served_model": "qwen", "vllm_max_num_seqs_effective": "12", "vllm_fanout_effective": "10",
+        "gpu-1": {"vllm_published": {"served_model": "qwen", "max_num_seqs": "12", "fanout": "10", "url": "u"},
                   "ansible_local": {"vllm": {"served_model": "old", "max_num_seqs": 4, "fanout": 3}}},
         # Not in this run: its local fact from an earlier one.
         "gpu-2": {"ansible_local": {"vllm": {"served_model": "qwen", "max_num_seqs": 8, "fanout": 6}}},
@@ -37,12 +37,18 @@ def test_a_fact_from_before_the_fan_out_was_recorded_still_gives_the_model():
     assert (pool["served_models"], pool["fanout"], pool["max_num_seqs"]) == (["qwen"], None, 8)
 
 
+def test_a_worker_whose_role_stopped_before_publishing_is_not_known_yet():
+    """The role's own settings (an inventory's vllm_served_model_name) are not a published record."""
+    hostvars = {"gpu-1": {"vllm_served_model_name": "qwen", "vllm_fanout": 10}}
+    assert vllm_pool(["gpu-1"], hostvars)["served_models"] == []
+
+
 def test_no_workers_known():
     assert vllm_pool([], {}) == {"workers": {}, "models": {}, "served_models": [], "fanout": None, "max_num_seqs": None}
 
 
 def test_workers_serving_different_models_are_all_listed():
-    hostvars = {"a": {"vllm_served_model": "qwen"}, "b": {"vllm_served_model": "llama"}}
+    hostvars = {"a": {"vllm_published": {"served_model": "qwen"}}, "b": {"vllm_published": {"served_model": "llama"}}}
     assert vllm_pool(["a", "b"], hostvars)["served_models"] == ["llama", "qwen"]
 
 
@@ -50,7 +56,7 @@ def test_workers_serving_different_models_are_all_listed():
     ("gpu-1", {}, "must be a list of inventory host names"),
     ([1], {}, "must be a list of inventory host names"),
     (["gpu-9"], {}, "gpu-9 is not a host of this inventory"),
-    (["a"], {"a": {"vllm_served_model": "m", "vllm_fanout_effective": "ten"}}, "a recorded fanout 'ten', which is not a whole number"),
+    (["a"], {"a": {"vllm_published": {"served_model": "m", "fanout": "ten"}}}, "a recorded fanout 'ten', which is not a whole number"),
     (["a"], {"a": {"ansible_local": {"vllm": {"served_model": "m", "max_num_seqs": 0}}}}, "a recorded max_num_seqs 0, which is not a positive"),
 ])
 def test_bad_inputs_are_one_sentence(hosts, hostvars, message):
