@@ -67,8 +67,8 @@ def test_vllm_on_the_host_from_its_local_fact():
 
 
 def test_a_router_with_no_worker_known_yet_has_no_sizes():
-    hostvars = {"server-1": {"ansible_local": {"model_router": {"url": "http://127.0.0.1:8001", "served_model": "",
-                                                                 "fanout": None, "max_num_seqs": ""}}}}
+    record = {"url": "http://127.0.0.1:8001", "served_model": "", "fanout": None, "max_num_seqs": ""}
+    hostvars = {"server-1": {"ansible_local": {"model_router": record}}}
     source = model_source("server-1", hostvars)
     assert (source["role"], source["served_model"], source["fanout"], source["max_num_seqs"]) == ("model_router", "", None, None)
 
