@@ -50,15 +50,17 @@ def published(host, hostvars, role):
 MODEL_SOURCES = ("model_router", "vllm")
 
 
-def _count(host, role, key, value):
+def published_count(value, what):
+    """A published size (fan-out, max-num-seqs) as a positive int, None when not published;
+    C(what) begins the one-sentence error (who published which key)."""
     if value in (None, ""):
         return None
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise AnsibleFilterError(f"{host}: {role} published {key} {value!r}, which is not a whole number") from None
+        raise AnsibleFilterError(f"{what} {value!r}, which is not a whole number") from None
     if number < 1:
-        raise AnsibleFilterError(f"{host}: {role} published {key} {number}, which is not a positive number")
+        raise AnsibleFilterError(f"{what} {number}, which is not a positive number")
     return number
 
 
@@ -71,8 +73,8 @@ def model_source(host, hostvars):
                 "role": role,
                 "url": str(record.get("url") or ""),
                 "served_model": str(record.get("served_model") or ""),
-                "fanout": _count(host, role, "fanout", record.get("fanout")),
-                "max_num_seqs": _count(host, role, "max_num_seqs", record.get("max_num_seqs")),
+                "fanout": published_count(record.get("fanout"), f"{host}: {role} published fanout"),
+                "max_num_seqs": published_count(record.get("max_num_seqs"), f"{host}: {role} published max_num_seqs"),
             }
     return {"role": "", "url": "", "served_model": "", "fanout": None, "max_num_seqs": None}
 

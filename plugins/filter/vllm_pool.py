@@ -14,21 +14,14 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.ai_infra.langgraph_stack.plugins.filter.published import published_record
+from ansible_collections.ai_infra.langgraph_stack.plugins.filter.published import published_count, published_record
 
 
 def _recorded(name, host_vars):
     record = published_record(host_vars, "vllm")
     values = {"served_model": str(record.get("served_model") or "").strip()}
     for key in ("max_num_seqs", "fanout"):
-        value = record.get(key)
-        try:
-            number = int(value) if value not in (None, "") else None
-        except (TypeError, ValueError):
-            raise AnsibleFilterError(f"vllm_pool: {name} recorded {key} {value!r}, which is not a whole number") from None
-        if number is not None and number < 1:
-            raise AnsibleFilterError(f"vllm_pool: {name} recorded {key} {number}, which is not a positive number")
-        values[key] = number
+        values[key] = published_count(record.get(key), f"vllm_pool: {name} recorded {key}")
     return values
 
 
