@@ -248,29 +248,68 @@ def test_backup_dumps_every_database_and_rotates(host):
     assert "TABLE public checkpoints" in toc
 
 
+PRUNE_FILES = ("bench/prune_checkpoints.py", "bench/aegra_0.11.0_schema.sql", "plugins/module_utils/checkpoint_prune.py",
+               "molecule/postgresql/files/prune_race.py")
+
+
+def copy_to_host(host, relatives=PRUNE_FILES):
+    """The collection's files to /opt/molecule-files on the host, at the same paths (the
+    scenario's own files at the top)."""
+    collection = pathlib.Path(__file__).resolve().parents[3]
+    for relative in relatives:
+        source = (collection / relative).read_text(encoding="utf-8")
+        target = pathlib.Path("/opt/molecule-files") / relative.replace("molecule/postgresql/files/", "")
+        host.check_output("mkdir -p %s" % target.parent)
+        host.check_output("cat > %s <<'PYEOF'\n%s\nPYEOF" % (target, source))
+
+
+AS_POSTGRES = "cd /tmp && runuser -u postgres -- "
+
+
+def scratch_database(host, name):
+    """A new database with LangGraph's checkpoint tables, made by its official setup."""
+    host.check_output(AS_POSTGRES + "dropdb --if-exists " + name)
+    host.check_output(AS_POSTGRES + "createdb " + name)
+    host.check_output(
+        AS_POSTGRES + TEST_VENV + "/bin/python -c "
+        "'from langgraph.checkpoint.postgres import PostgresSaver as S\n"
+        f"with S.from_conn_string(\"dbname={name}\") as saver: saver.setup()'"
+    )
+
+
+@pytest.mark.parametrize("engine", [False, True], ids=["checkpoints-only", "with-engine-tables"])
+def test_a_thread_resumed_while_pruning_in_batches_is_spared(host, threads, engine):
+    """Ten stale threads pruned in batches of 3; the fourth (second batch) is resumed after
+    the pruner's scan, before its batch: the batch's re-check spares it, the others go."""
+    copy_to_host(host)
+    scratch_database(host, "prune_race")
+    try:
+        out = host.check_output(
+            AS_POSTGRES + "python3 /opt/molecule-files/prune_race.py --dsn dbname=prune_race"
+            + (" --engine-tables" if engine else "")
+        )
+    finally:
+        host.run(AS_POSTGRES + "dropdb --if-exists prune_race")
+    result = json.loads(out.strip().splitlines()[-1])
+    stale, resumed = result["stale_at_scan"], result["resumed"]
+    assert len(stale) == 10 and result["log"][0].startswith("10 thread(s)"), result
+    assert result["pruned"] == 9, result
+    assert resumed in result["threads_left"]
+    assert not (set(stale) - {resumed}) & set(result["threads_left"])
+    assert len(result["threads_left"]) == 11  # the 10 recent threads and the resumed one
+
+
 def test_prune_benchmark_quick_mode(host, threads):
     """bench/prune_checkpoints.py --quick on a scratch database with Aegra's tables: the
     bench does not rot."""
-    collection = pathlib.Path(__file__).resolve().parents[3]
-    for relative in ("bench/prune_checkpoints.py", "bench/aegra_0.11.0_schema.sql",
-                     "plugins/module_utils/checkpoint_prune.py"):
-        source = (collection / relative).read_text(encoding="utf-8")
-        host.check_output("mkdir -p /opt/molecule-files/%s" % pathlib.Path(relative).parent)
-        host.check_output("cat > /opt/molecule-files/%s <<'PYEOF'\n%s\nPYEOF" % (relative, source))
-    as_postgres = "cd /tmp && runuser -u postgres -- "
-    host.check_output(as_postgres + "dropdb --if-exists bench_prune")
-    host.check_output(as_postgres + "createdb bench_prune")
+    copy_to_host(host)
+    scratch_database(host, "bench_prune")
     try:
-        host.check_output(
-            as_postgres + TEST_VENV + "/bin/python -c "
-            "'from langgraph.checkpoint.postgres import PostgresSaver as S\n"
-            "with S.from_conn_string(\"dbname=bench_prune\") as saver: saver.setup()'"
-        )
         out = host.check_output(
-            as_postgres + "python3 /opt/molecule-files/bench/prune_checkpoints.py --dsn dbname=bench_prune --quick"
+            AS_POSTGRES + "python3 /opt/molecule-files/bench/prune_checkpoints.py --dsn dbname=bench_prune --quick"
         )
     finally:
-        host.run(as_postgres + "dropdb --if-exists bench_prune")
+        host.run(AS_POSTGRES + "dropdb --if-exists bench_prune")
     lines = {line.split("  ")[0]: line.split() for line in out.splitlines()}
     assert "ratio ours/seed:" in out, out
     # ours leaves no orphans; the hand-written guide's DELETE leaves its blobs and writes behind.
