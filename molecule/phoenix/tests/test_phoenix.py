@@ -262,3 +262,35 @@ def test_lost_key_file_is_replaced_and_the_server_gets_the_new_key(host, worker)
     # The restarted server traces with the new key.
     thread_id, run_id = run_smoke_graph(worker)
     assert any(span["attributes"].get("metadata.run_id") == run_id for span in spans_of(host, thread_id))
+
+
+def run_status(worker, thread_id) -> str:
+    base = f"http://{network_address(worker)}:8123"
+    return json.loads(worker.check_output(f"curl -sf {base}/threads/{thread_id}/runs"))[0]["status"]
+
+
+def test_runs_succeed_through_a_phoenix_outage(host, worker, capsys):
+    """Phoenix stopped for a minute while runs go on: every run succeeds (the exporter works
+    beside the run, not in it); the first run after Phoenix is back is traced; how many of
+    the outage's runs reached Phoenix is printed (README: the exporter's retries end
+    before a minute, so they are dropped)."""
+    host.check_output("systemctl stop phoenix")
+    during = []
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < 60:
+            thread_id, _run_id = run_smoke_graph(worker)
+            assert run_status(worker, thread_id) == "success"
+            during.append(thread_id)
+    finally:
+        host.check_output("systemctl start phoenix")
+    outage = time.monotonic() - started
+    host.check_output(f"timeout 180 sh -c 'until curl -sf {url(host)}/healthz; do sleep 1; done'")
+    back = time.monotonic() - started
+    thread_id, _run_id = run_smoke_graph(worker)
+    assert run_status(worker, thread_id) == "success"
+    assert any(span["parent_id"] is None for span in spans_of(host, thread_id)), "no trace after Phoenix came back"
+    traced = [t for t in during if any(span["parent_id"] is None for span in spans_of(host, t, timeout=0))]
+    with capsys.disabled():
+        print(f"\nPhoenix outage: stopped {outage:.0f} s, healthy again after {back:.0f} s; "
+              f"{len(during)} runs during the outage, all succeeded, {len(traced)} of them traced")
