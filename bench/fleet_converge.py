@@ -1,12 +1,14 @@
 """Benchmark: site.yml on 2 hosts against 5 hosts, and an idempotent re-run against a cold converge.
 
-The same playbook (playbooks/site.yml) and the same settings as molecule/fleet (vLLM's CPU
-build with the real small model on every GPU worker, Aegra agent servers with their model
-routers, PostgreSQL, Redis, Caddy), on fresh systemd containers built like Molecule's hosts:
+The same playbook (playbooks/site.yml) and the same settings as molecule/fleet (its
+group_vars: the example Spheron inventory's, with vLLM's CPU build and the real small model
+on every GPU worker; Aegra agent servers with their model routers, PostgreSQL, Redis,
+Caddy; no Phoenix, as neither layout has an observability host), on fresh systemd
+containers built like Molecule's hosts:
 
   2 hosts   the local stack's layout: one Debian 13 host for state, agent server and edge,
             one Debian 12 GPU worker (vLLM's CPU wheels need its Python 3.11, Aegra 3.12)
-  5 hosts   molecule/fleet's layout: a Debian 12 state + edge host, two Debian 13 agent
+  5 hosts   molecule/fleet's hosts: a Debian 12 state + edge host, two Debian 13 agent
             servers, two Debian 12 GPU workers
 
 For each layout: a cold converge on fresh hosts, then the same run again. Prints, side by
@@ -38,6 +40,8 @@ import yaml
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NETWORK = "bench-fleet"
+# molecule/fleet's settings find the model under the project directory, as Molecule sets it.
+MOLECULE_ENV = {"MOLECULE_PROJECT_DIRECTORY": str(REPO)}
 
 
 # Each layout: (host name suffix, Debian suite, groups).
@@ -54,12 +58,6 @@ def platform():
     """Molecule's first platform (flags), as playbooks/local_hosts.yml reads it."""
     text = (REPO / ".config/molecule/config.yml").read_text().replace("${MOLECULE_PROJECT_DIRECTORY}", str(REPO))
     return yaml.safe_load(text)["platforms"][0]
-
-
-def fleet_vars():
-    """The group vars of molecule/fleet: the same settings the scenario converges with."""
-    text = (REPO / "molecule/fleet/molecule.yml").read_text().replace("${MOLECULE_PROJECT_DIRECTORY}", str(REPO))
-    return yaml.safe_load(text)["provisioner"]["inventory"]["group_vars"]["all"]
 
 
 def apt_dir(name, suite):
@@ -115,13 +113,19 @@ def layout_hosts(count):
 
 
 def inventory(count, directory):
-    groups = layout_hosts(count)[1]
+    """An inventory folder with molecule/fleet's settings: its group_vars (the example
+    Spheron inventory's, and what containers change), every host in molecule_hosts."""
+    hosts, groups = layout_hosts(count)
+    groups["molecule_hosts"] = list(hosts)
+    path = pathlib.Path(directory) / f"fleet-{count}"
+    path.mkdir(exist_ok=True)
     data = {"all": {
-        "vars": dict(fleet_vars(), ansible_connection="community.docker.docker", ansible_python_interpreter="/usr/bin/python3"),
-        "children": {group: {"hosts": {host: {} for host in hosts}} for group, hosts in groups.items()},
+        "vars": {"ansible_connection": "community.docker.docker"},
+        "children": {group: {"hosts": {host: {} for host in names}} for group, names in groups.items()},
     }}
-    path = pathlib.Path(directory) / f"fleet-{count}.yml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    (path / "hosts.yml").write_text(yaml.safe_dump(data, sort_keys=False))
+    if not (path / "group_vars").exists():
+        (path / "group_vars").symlink_to(REPO / "molecule/fleet/group_vars")
     return path
 
 
@@ -130,7 +134,7 @@ def converge(path, log):
     run = subprocess.run(
         ["ansible-playbook", "-i", str(path), str(REPO / "playbooks/site.yml")],
         capture_output=True, text=True, check=False,
-        env=dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_PIPELINING="1"),
+        env=dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_PIPELINING="1", **MOLECULE_ENV),
     )
     seconds = time.monotonic() - started
     log.write_text(run.stdout + run.stderr)
@@ -146,7 +150,7 @@ def quick(directory):
         path = inventory(count, directory)
         run = subprocess.run(
             ["ansible-playbook", "-i", str(path), str(REPO / "playbooks/site.yml"), "--list-hosts", "--list-tasks"],
-            capture_output=True, text=True, check=False, env=dict(os.environ, ANSIBLE_NOCOLOR="1"),
+            capture_output=True, text=True, check=False, env=dict(os.environ, ANSIBLE_NOCOLOR="1", **MOLECULE_ENV),
         )
         if run.returncode != 0:
             sys.exit(f"site.yml does not list against the {count}-host inventory: {run.stderr.strip()[-2000:]}")
