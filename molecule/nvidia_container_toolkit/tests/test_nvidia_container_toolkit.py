@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import pathlib
+import subprocess
 
 from conftest import apt_update_with, signature_refused_with_other_key
 
@@ -57,3 +60,32 @@ def test_repository_signature_checked_against_that_keyring(host):
     good = apt_update_with(host, SOURCES)
     assert good.rc == 0 and "W:" not in good.stdout + good.stderr, good.stdout + good.stderr
     assert signature_refused_with_other_key(host, SOURCES)
+
+
+PACKAGES = ("nvidia-container-toolkit", "nvidia-container-toolkit-base", "libnvidia-container-tools", "libnvidia-container1")
+
+
+def installed(host) -> dict:
+    """{package: (version, selection)} of the four toolkit packages."""
+    out = host.check_output("dpkg-query -W -f='${Package} ${Version} ${db:Status-Want}\\n' " + " ".join(PACKAGES))
+    return {name: (version, want) for name, version, want in (line.split() for line in out.splitlines())}
+
+
+def test_toolkit_installed_at_the_pin_and_held(host):
+    # The stand-in packages of prepare.yml, from the signed local repository.
+    assert installed(host) == {name: ("1.17.8-1", "hold") for name in PACKAGES}
+
+
+def test_a_new_pin_moves_the_held_packages(host):
+    """A rollout that pins an older toolkit: the four held packages move down together and
+    stay held (apt refuses to change held packages unless told to)."""
+    scenario = pathlib.Path(__file__).resolve().parent.parent
+    run = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(scenario / "converge.yml"),
+         "--limit", host.backend.get_hostname(), "--skip-tags", "molecule-notest",
+         "-e", "nvidia_container_toolkit_version=1.17.7-1"],
+        capture_output=True, text=True, check=False, timeout=600,
+        env=dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0"),
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert installed(host) == {name: ("1.17.7-1", "hold") for name in PACKAGES}
