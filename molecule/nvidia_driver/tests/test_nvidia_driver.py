@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
+import subprocess
+
 import pytest
 import testinfra.modules.ansible
 
@@ -10,6 +14,7 @@ testinfra_hosts = ["ansible://molecule_hosts"]
 DEBIAN_PACKAGES = ["nvidia-open-kernel-dkms", "firmware-nvidia-gsp", "nvidia-smi", "libnvidia-ml1", "libcuda1",
                    "nvidia-persistenced", "nvidia-modprobe"]
 BRANCH = {"12": "535", "13": "550"}
+SCENARIO = pathlib.Path(__file__).resolve().parent.parent
 
 
 def major(host):
@@ -68,3 +73,44 @@ def test_gpu_visibility_fails_in_one_sentence_without_a_gpu(host):
     assert "gpus" not in result  # the failure path returns no GPU list
     assert result["msg"].startswith("nvidia-smi found no usable GPU: NVIDIA-SMI has failed because it couldn't communicate")
     assert "Traceback" not in str(result)
+
+
+STAND_IN_MODINFO = "/usr/local/sbin/modinfo"
+
+
+def reboot_decision(host, installed: str, *extra) -> str:
+    """reboot_decision.yml on this host with a stand-in modinfo that reports `installed`;
+    its output (the play is expected to stop)."""
+    host.check_output(f"printf '#!/bin/sh\\necho {installed}\\n' > {STAND_IN_MODINFO} && chmod 0755 {STAND_IN_MODINFO}")
+    try:
+        run = subprocess.run(
+            ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(SCENARIO / "reboot_decision.yml"),
+             "--limit", host.backend.get_hostname(), *extra],
+            capture_output=True, text=True, check=False, timeout=300,
+            env=dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0"),
+        )
+    finally:
+        host.check_output(f"rm -f {STAND_IN_MODINFO}")
+    assert run.returncode != 0, run.stdout[-3000:]
+    return run.stdout + run.stderr
+
+
+def test_a_new_driver_with_none_loaded_stops_before_a_reboot_the_connection_cannot_survive(host):
+    output = reboot_decision(host, "550.163.01")
+    assert "NVIDIA driver 550.163.01 is installed but no driver is loaded." in output
+    assert "(the role does not: the connection is " in output
+    assert "Reboot into the new driver" in output and "changed=0" in output
+
+
+def test_a_new_driver_with_reboots_turned_off_says_so(host):
+    output = reboot_decision(host, "550.163.01", "-e", "nvidia_driver_reboot=false", "-e", "molecule_loaded_version=535.247.01")
+    assert "NVIDIA driver 550.163.01 is installed but 535.247.01 is loaded." in output
+    assert "nvidia_driver_reboot is false" in output
+
+
+def test_the_loaded_driver_is_the_installed_one_no_reboot(host):
+    """No reboot due: the play goes on to the next step (starting nvidia-persistenced,
+    which has no kernel module to talk to here, so it stops there instead)."""
+    output = reboot_decision(host, "550.163.01", "-e", "molecule_loaded_version=550.163.01")
+    assert "is installed but" not in output
+    assert "Start nvidia-persistenced" in output
