@@ -228,3 +228,23 @@ def captured(host, needles: list[str], action, seconds: float = 6, interface: st
 def mesh_address(host, interface: str = "wg0") -> str:
     """The host's address on the WireGuard mesh."""
     return host.check_output(f"ip -4 -o addr show dev {interface}").split()[3].split("/")[0]
+
+
+def run_playbook(playbook, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """ansible-playbook on the scenario's own inventory, plain output; the caller asserts on
+    its return code and output."""
+    return subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(playbook), *extra],
+        capture_output=True, text=True, check=False, timeout=timeout,
+        env=dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0"),
+    )
+
+
+def module_result(host, module: str, args: str) -> dict:
+    """A module's result on the host, failed or not. testinfra raises on a result marked
+    "failed", but the ad-hoc `--tree` output it reads carries only the module's own keys
+    (ansible-core 2.19): both shapes come back as the result itself."""
+    try:
+        return host.ansible(module, args, check=False)
+    except testinfra.modules.ansible.AnsibleException as exc:
+        return exc.result

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import subprocess
 
-from conftest import apt_update_with, signature_refused_with_other_key
+from conftest import apt_update_with, run_playbook, signature_refused_with_other_key
 
 testinfra_hosts = ["ansible://molecule_hosts"]
 
@@ -80,12 +78,7 @@ def test_a_new_pin_moves_the_held_packages(host):
     """A rollout that pins an older toolkit: the four held packages move down together and
     stay held (apt refuses to change held packages unless told to)."""
     scenario = pathlib.Path(__file__).resolve().parent.parent
-    run = subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(scenario / "converge.yml"),
-         "--limit", host.backend.get_hostname(), "--skip-tags", "molecule-notest",
-         "-e", "nvidia_container_toolkit_version=1.17.7-1"],
-        capture_output=True, text=True, check=False, timeout=600,
-        env=dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0"),
-    )
+    run = run_playbook(scenario / "converge.yml", "--limit", host.backend.get_hostname(), "--skip-tags", "molecule-notest",
+                       "-e", "nvidia_container_toolkit_version=1.17.7-1")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert installed(host) == {name: ("1.17.7-1", "hold") for name in PACKAGES}

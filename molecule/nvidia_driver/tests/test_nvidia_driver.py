@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
-import subprocess
 
 import pytest
-import testinfra.modules.ansible
+
+from conftest import module_result, run_playbook
 
 testinfra_hosts = ["ansible://molecule_hosts"]
 
@@ -64,12 +63,7 @@ def test_no_fabric_manager_without_nvswitch(host):
 def test_gpu_visibility_fails_in_one_sentence_without_a_gpu(host):
     # The driver's user space is installed but no kernel module is loaded: the real
     # nvidia-smi fails, and the module says so without a traceback.
-    # (testinfra raises on failed results when the callback reports "failed"; the ad-hoc
-    # result it gets here carries only the module's own keys, so both shapes are accepted.)
-    try:
-        result = host.ansible("ai_infra.langgraph_stack.gpu_visibility", "backend=nvidia-smi", check=False)
-    except testinfra.modules.ansible.AnsibleException as exc:
-        result = exc.result
+    result = module_result(host, "ai_infra.langgraph_stack.gpu_visibility", "backend=nvidia-smi")
     assert "gpus" not in result  # the failure path returns no GPU list
     assert result["msg"].startswith("nvidia-smi found no usable GPU: NVIDIA-SMI has failed because it couldn't communicate")
     assert "Traceback" not in str(result)
@@ -83,12 +77,7 @@ def reboot_decision(host, installed: str, *extra) -> str:
     its output (the play is expected to stop)."""
     host.check_output(f"printf '#!/bin/sh\\necho {installed}\\n' > {STAND_IN_MODINFO} && chmod 0755 {STAND_IN_MODINFO}")
     try:
-        run = subprocess.run(
-            ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(SCENARIO / "reboot_decision.yml"),
-             "--limit", host.backend.get_hostname(), *extra],
-            capture_output=True, text=True, check=False, timeout=300,
-            env=dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0"),
-        )
+        run = run_playbook(SCENARIO / "reboot_decision.yml", "--limit", host.backend.get_hostname(), *extra, timeout=300)
     finally:
         host.check_output(f"rm -f {STAND_IN_MODINFO}")
     assert run.returncode != 0, run.stdout[-3000:]

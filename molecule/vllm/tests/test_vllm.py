@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import connect_from, http_call, listening_on, network_address
+from conftest import connect_from, http_call, listening_on, module_result, network_address
 
 testinfra_hosts = ["ansible://molecule_hosts"]
 
@@ -142,17 +142,9 @@ def test_readiness_gate_fails_with_what_it_saw(host, port, arguments, message):
     refusal = port == 8000
     timeout = 300 if refusal else 5
     started = time.monotonic()
-    # testinfra raises on a result marked "failed"; ansible's --tree output, which it reads,
-    # carries only the module's own keys: both shapes are accepted. A success has no msg.
-    try:
-        result = host.ansible(
-            "ai_infra.langgraph_stack.model_ready",
-            f"url={base(host).replace(':8000', f':{port}')} {arguments} timeout={timeout} interval=1",
-            check=False,
-        )
-    except host.ansible.AnsibleException as exc:
-        result = exc.result
-    assert "msg" in result, result
+    result = module_result(host, "ai_infra.langgraph_stack.model_ready",
+                           f"url={base(host).replace(':8000', f':{port}')} {arguments} timeout={timeout} interval=1")
+    assert "msg" in result, result  # a success has no msg
     assert message in result["msg"], result["msg"]
     assert "wrong-key-0123456789" not in result["msg"] and KEY not in result["msg"]
     if refusal:
