@@ -1,4 +1,4 @@
-"""The edge gate's decisions (roles/caddy/files/gate): credentials, budgets, failures.
+"""The edge gate's decisions (roles/caddy_gate/files/gate): credentials, budgets, failures.
 
 Budgets are counted by the gate's own Redis script, run here by fakeredis (its Lua 5.1, as
 Redis's); the Molecule scenario counts them in a real Redis shared by two gates."""
@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 import redis.asyncio
 from fakeredis import FakeAsyncRedis, FakeServer
 
-GATE_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "roles", "caddy", "files", "gate")
+GATE_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "roles", "caddy_gate", "files", "gate")
 sys.path.insert(0, os.path.abspath(GATE_DIR))
 
 import ai_infra_gate as gate_module  # noqa: E402  pylint: disable=wrong-import-position
