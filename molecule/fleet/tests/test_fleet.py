@@ -350,3 +350,15 @@ def test_verify_prints_one_table(state):
 def test_prune_dry_run(state):
     output = playbook("prune.yml", "--check")
     assert "Would remove 0 thread(s)" in output
+
+
+def test_the_example_inventory_backs_up_every_database(state):
+    """The Spheron example turns the nightly dump on: one run of its service writes a
+    readable dump of each application database on the state host."""
+    assert state.service("ai-infra-pg-backup.timer").is_enabled
+    state.check_output("systemctl start ai-infra-pg-backup.service")
+    dumps = state.check_output("ls /var/backups/postgresql").split()
+    for database in ("langgraph", "phoenix"):
+        newest = sorted(name for name in dumps if name.startswith(database + "-") and name.endswith(".dump"))
+        assert newest, dumps
+        assert "TABLE" in state.check_output(f"pg_restore --list /var/backups/postgresql/{newest[-1]}")
