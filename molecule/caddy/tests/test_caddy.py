@@ -13,7 +13,7 @@ import time
 
 import pytest
 import testinfra
-from conftest import captured, connect_from, listening_on, mesh_address, network_address, scenario_name
+from conftest import captured, connect_from, listening_on, mesh_address, network_address, restart_container, scenario_name
 
 testinfra_hosts = ["ansible://edge"]
 
@@ -435,12 +435,11 @@ def test_plugin_backend_refused_on_a_standard_caddy(host):
     assert "limits" in host.file("/etc/ai-infra-gate/gate.json").content_string
 
 
-def test_edge_latency_benchmark_quick_mode(host):
+def test_edge_latency_benchmark_quick_mode(state_host):
     """bench/edge_latency.py --quick against this edge: the bench does not rot, and every
     request of its direct and edge rows (a second Caddy and gate from the host's own files)
     got a 2xx."""
-    if not host.backend.get_hostname().endswith("-debian12"):
-        return
+    host = state_host  # once, on the Debian 12 edge (the server runs beside it)
     collection = pathlib.Path(__file__).resolve().parents[3]
     run = subprocess.run(
         ["python", str(collection / "bench" / "edge_latency.py"), "--container", host.backend.get_hostname(),
@@ -459,13 +458,12 @@ def test_edge_latency_benchmark_quick_mode(host):
     assert host.service("caddy").is_running
 
 
-def test_engine_benchmark_quick_mode_on_langgraph_dev(host):
+def test_engine_benchmark_quick_mode_on_langgraph_dev(state_host):
     """bench/agent_server_engines.py --quick, the old engine's side, against this scenario's
     `langgraph dev` server: the bench does not rot and reports both figures. Whether the killed
     run finishes depends on whether `langgraph dev`'s 10-second flush of its run table happened
     between the run's start and the kill (CI saw both), so only the shape is checked here."""
-    if not host.backend.get_hostname().endswith("-debian12"):
-        return
+    host = state_host  # once, on the Debian 12 edge (the server runs beside it)
     collection = pathlib.Path(__file__).resolve().parents[3]
     run = subprocess.run(
         ["python", str(collection / "bench" / "agent_server_engines.py"), "--engines", "langgraph_dev",
@@ -484,3 +482,44 @@ def test_engine_benchmark_quick_mode_on_langgraph_dev(host):
     # (a CI run got 503 from caddy-debian13). Polling through the edges would spend the
     # budget those tests count on, so wait out two check intervals after it is back.
     time.sleep(25)
+
+
+# On the Debian 12 host, in the order a boot must start them: the firewall, then the mesh,
+# the state services, the server, the gate and the edge.
+BOOT_UNITS = ("wg-quick@wg0", "postgresql@15-main", "redis-server", "langgraph-server", "ai-infra-gate", "caddy")
+
+
+def test_reboot_drill_the_single_host_layout_comes_back_firewall_first(state_host, prober):
+    """The Debian 12 host holds the state services, the server and an edge (the single-host
+    layout, less the GPU). Rebooted (its container restarted: systemd boots anew): every
+    service is back, each began starting only after the firewall's rules were loaded, and a
+    streamed run through its edge succeeds."""
+    name = f"{scenario_name()}-debian12"
+    restart_container(name)
+    started = time.monotonic()
+
+    def monotonic(unit: str, prop: str) -> int:
+        return int(state_host.check_output(f"systemctl show -p {prop} --value {unit}") or 0)
+
+    up = state_host.run("for i in $(seq 120); do curl -sf http://%s:8123/ok >/dev/null && exit 0; sleep 1; done; exit 1",
+                        mesh_address(state_host))
+    assert up.rc == 0, state_host.run("systemctl --failed --no-pager").stdout
+    firewall = monotonic("nftables", "ActiveEnterTimestampMonotonic")
+    assert firewall > 0 and "ai_infra_base" in state_host.check_output("nft list tables")
+    for unit in BOOT_UNITS:
+        assert state_host.service(unit).is_running, unit
+        # When the unit left "inactive" on this boot: after the rules were in.
+        assert monotonic(unit, "InactiveExitTimestampMonotonic") > firewall, unit
+    # The edges' health checks (every 10 s) marked the server down while the host was
+    # away: both edges send requests to it again (the other edge's tests may run next),
+    # then a run through this one.
+    for edge in (state_host, testinfra.get_host(f"docker://{scenario_name()}-debian13")):
+        deadline = time.monotonic() + 60
+        while call(edge, prober, path="/ok")["status"] != 200:
+            assert time.monotonic() < deadline, f"{edge.backend.get_hostname()} did not send requests to the server within 60 s"
+            time.sleep(2)
+    events = json.loads(prober.check_output(
+        "python3 -c %s %s %s %s", STREAM, base_url(state_host), trusted_ca(state_host, prober), TOKEN))
+    updates = [json.loads(data) for _arrived, data in events if data.startswith("{")]
+    assert any("first" in update for update in updates) and any("second" in update for update in updates), events
+    print(f"reboot -> a run through the edge: {time.monotonic() - started:.0f} s")

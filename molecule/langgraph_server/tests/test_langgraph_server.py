@@ -369,7 +369,7 @@ def test_bound_to_its_private_address_open_to_the_edge_only(host, state_host, pr
     # Where the edge reads that address (roles/caddy: published_endpoints).
     fact = host.file("/etc/ansible/facts.d/langgraph_server.fact")
     assert fact.mode == 0o644 and fact.user == "root"
-    assert json.loads(fact.content_string) == {"bind_address": address, "port": 8123, "engine": "aegra"}
+    assert json.loads(fact.content_string) == {"bind_address": address, "port": 8123, "engine": "aegra", "unit": "langgraph-server"}
 
 
 def test_studio_cors_preflight(host):

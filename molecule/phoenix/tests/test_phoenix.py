@@ -120,7 +120,7 @@ def test_bound_to_its_private_address_open_to_the_worker_only(host, worker, prob
     # Where the server and the edge read it (filter published_endpoints): what it listens on.
     fact = host.file("/etc/ansible/facts.d/phoenix.fact")
     assert (fact.user, fact.mode) == ("root", 0o644)
-    assert json.loads(fact.content_string) == {"bind_address": address, "port": 6006}
+    assert json.loads(fact.content_string) == {"bind_address": address, "port": 6006, "unit": "phoenix"}
 
 
 def test_no_outbound_features(host):

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 import testinfra
-from conftest import apt_update_with, connect_from, listening_on, scenario_name, signature_refused_with_other_key
+from conftest import apt_update_with, connect_from, listening_on, run_playbook, scenario_name, signature_refused_with_other_key
 
 testinfra_hosts = ["ansible://molecule_hosts"]
 
@@ -163,14 +163,19 @@ def test_timer_enabled_with_next_elapse(host):
     assert nxt.strip() not in ("", "n/a", "0")
 
 
-@pytest.fixture(scope="module")
-def threads(host):
-    """Real checkpoints written by LangGraph: recent threads, and threads aged 40 days."""
+def langgraph_venv(host):
+    """LangGraph and its PostgreSQL checkpointer in a venv on the host, for the tests' own writers."""
     if not host.file(f"{TEST_VENV}/bin/python").exists:
         host.check_output(f"python3 -m venv {TEST_VENV}")
         host.check_output(
             f"{TEST_VENV}/bin/pip install -q langgraph==1.2.22 langgraph-checkpoint-postgres==3.2.0 'psycopg[binary]==3.3.9'"
         )
+
+
+@pytest.fixture(scope="module")
+def threads(host):
+    """Real checkpoints written by LangGraph: recent threads, and threads aged 40 days."""
+    langgraph_venv(host)
     host.check_output("mkdir -p /opt/molecule-files")
     with open(WRITER, encoding="utf-8") as handle:
         source = handle.read()
@@ -343,3 +348,86 @@ def test_clients_find_the_port_and_names_in_the_published_local_fact(host):
     assert json.loads(fact.content_string) == {"port": 5432, "langgraph_db": "langgraph", "langgraph_user": "langgraph",
                                                "phoenix_db": "phoenix", "phoenix_user": "phoenix"}
     assert "secret" not in fact.content_string
+
+
+DRILL = pathlib.Path(__file__).parent.parent / "files" / "restore_drill.py"
+PLAYBOOKS = pathlib.Path(__file__).resolve().parents[3] / "playbooks"
+DSN = "postgresql://langgraph:molecule-langgraph-secret@127.0.0.1:5432/langgraph"
+# Every row of a table, as one digest: equal digests, equal contents.
+DIGEST = "select md5(coalesce(string_agg(t::text, '|' order by t::text), '')) from {} t"
+DRILL_TABLES = TABLES + ("store",)
+
+
+def drill(host, *args: str) -> dict:
+    host.check_output("mkdir -p /opt/molecule-files && cat > /opt/molecule-files/restore_drill.py <<'PYEOF'\n%s\nPYEOF"
+                      % DRILL.read_text(encoding="utf-8"))
+    out = host.check_output(f"{TEST_VENV}/bin/python /opt/molecule-files/restore_drill.py --dsn {DSN} " + " ".join(args))
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def playbook(name: str, *extra: str) -> str:
+    run = run_playbook(PLAYBOOKS / name, *extra)
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-4000:]
+    return " ".join(output.split())
+
+
+def failed_playbook(name: str, *extra: str) -> str:
+    run = run_playbook(PLAYBOOKS / name, *extra)
+    assert run.returncode != 0
+    return " ".join((run.stdout + run.stderr).split())
+
+
+def test_restore_drill_the_state_host_lost_and_its_dumps_restored_on_another(tmp_path):
+    """The Debian 12 host (PostgreSQL 15) holds a thread waiting before its second node, a
+    finished thread and a store item; backup.yml dumps it and copies the dumps to the
+    control host. The host is then lost (PostgreSQL stopped, its own dumps deleted), and
+    restore.yml restores its newest dumps on the Debian 13 host (PostgreSQL 17), as on a
+    replacement machine: every checkpoint, write, blob and store row is back, and the
+    waiting thread resumes to the end with LangGraph's own checkpointer."""
+    old = testinfra.get_host(f"docker://{scenario_name()}-debian12")
+    new = testinfra.get_host(f"docker://{scenario_name()}-debian13")
+    for host in (old, new):
+        langgraph_venv(host)
+    written = drill(old, "--write")
+    assert written["next"] == ["second"]
+    digests = {table: psql(old, DIGEST.format(table)).stdout for table in DRILL_TABLES}
+
+    store = tmp_path / "store"
+    output = playbook("backup.yml", "-e", f"postgresql_backup_store_dir={store}", "-e", "postgresql_backup_now=true")
+    copies = sorted(p.name for p in (store / old.backend.get_hostname()).glob("*.dump"))
+    assert [name.split("-")[0] for name in copies].count("langgraph") >= 1, copies
+    assert (store / old.backend.get_hostname()).stat().st_mode & 0o777 == 0o700
+    assert not list((store / old.backend.get_hostname() / ".partial").iterdir())
+    # A second copy finds nothing new (each dump's name is its time) and fetches nothing.
+    output = playbook("backup.yml", "-e", f"postgresql_backup_store_dir={store}")
+    assert f"{old.backend.get_hostname()}: 0 new dump(s) copied" in output
+
+    old.check_output("systemctl stop postgresql && rm -f /var/backups/postgresql/*.dump")
+    try:
+        # Refusals first, each one sentence, nothing restored.
+        refused = failed_playbook("restore.yml", "--limit", new.backend.get_hostname(), "-e", f"postgresql_backup_store_dir={store}",
+                                  "-e", f"postgresql_restore_from={old.backend.get_hostname()}", "-e", "postgresql_restore_stamp=20000101T000000Z")
+        assert "No dump of the backup run 20000101T000000Z for the database(s) langgraph, phoenix." in refused
+        refused = failed_playbook("restore.yml", "--limit", new.backend.get_hostname(), "-e", f"postgresql_backup_store_dir={store}",
+                                  "-e", "postgresql_restore_from=nowhere")
+        assert "The store holds no dump of nowhere" in refused
+        assert count(new, f"select count(*) from checkpoints where thread_id = '{written['interrupted']}'") == 0
+
+        # No site.yml after it: these hosts run PostgreSQL alone (molecule/fleet runs the whole).
+        output = playbook("restore.yml", "--limit", new.backend.get_hostname(), "-e", f"postgresql_backup_store_dir={store}",
+                          "-e", f"postgresql_restore_from={old.backend.get_hostname()}", "-e", "restore_converge=false")
+        assert f"Restored on {new.backend.get_hostname()} the dumps of {old.backend.get_hostname()}: langgraph-" in output
+        assert {table: psql(new, DIGEST.format(table)).stdout for table in DRILL_TABLES} == digests
+        resumed = drill(new, "--resume", written["interrupted"], written["finished"])
+        assert resumed["next_before"] == ["second"] and resumed["values_before"] == {"executions": ["first"]}
+        assert resumed["final"] == {"executions": ["first", "second"]}
+        assert resumed["finished_values"] == {"executions": ["first", "second"]} and resumed["finished_history"] >= 3
+        assert resumed["store"] == {"language": "fr", "thread": written["interrupted"]}
+        # The dumps it restored are the new host's newest dumps now.
+        newest = {max(name for name in copies if name.startswith(db + "-")) for db in ("langgraph", "phoenix")}
+        assert newest <= set(new.check_output("ls /var/backups/postgresql").split())
+        # The application's role still owns what the restore created.
+        assert "checkpoints" in psql(new, "select tablename from pg_tables where tableowner='langgraph'").stdout.split()
+    finally:
+        old.check_output("systemctl start postgresql")

@@ -112,6 +112,10 @@ def test_a_run_with_nothing_to_do_reports_and_logs_to_the_journal(host):
     rc, status, journal = run_unit(host)
     assert rc == 0 and status == 0, journal[-3000:]
     assert "no hosts matched" in journal and "PLAY RECAP" in journal
+    # The dumps' copy ran first (this inventory has no state host: nothing to copy).
+    assert journal.index("PLAY [Copy the PostgreSQL dumps off the state host]") < journal.index("PLAY [Re-provision the fleet")
+    store = host.file("/var/backups/ai-infra")
+    assert store.is_directory and (store.user, store.mode) == ("root", 0o700)
     first = report(host)
     assert first["drift"] == {} and first["drift_rc"] == 0 and first["apply_rc"] is None
     assert host.file(f"{REPORTS}/drift.log").exists
@@ -130,6 +134,8 @@ def test_a_run_with_an_unreachable_host_fails_the_unit_after_its_report(host):
         assert rc != 0 and status not in (0, 75), journal[-3000:]
         assert host.check_output("systemctl is-failed %s.service || true", UNIT).strip() == "failed"
         assert "ghost: UNREACHABLE" in journal
+        # The dumps' copy failed on it too, and the re-provisioning ran all the same.
+        assert "PLAY [Copy the PostgreSQL dumps off the state host]" in journal
         assert "The drift report failed" in journal
         failed = report(host)
         assert failed["drift"]["ghost"]["unreachable"] and failed["drift_rc"] != 0
