@@ -67,14 +67,18 @@ def reprovision_summary(drift_hosts, applied_hosts, apply_ran):
     return rows or ["no hosts matched"]
 
 
-def reprovision_failure(drift_rc, apply_rc, report_dir):
-    """'' when both runs succeeded; else one sentence naming the run, its exit code and its log."""
+def reprovision_failure(drift_rc, apply_rc, report_dir, pools_rc=None):
+    """'' when every run succeeded; else one sentence naming the first that failed, its exit
+    code and its log."""
     try:
         drift_rc = int(drift_rc)
         apply_rc = None if apply_rc is None else int(apply_rc)
+        pools_rc = None if pools_rc is None else int(pools_rc)
     except (TypeError, ValueError) as error:
         raise AnsibleFilterError(f"reprovision_failure: the exit codes must be integers ({error})") from None
-    if drift_rc != 0:
+    if pools_rc:
+        run, code, log = "Bringing the Spheron pools to their counts", pools_rc, "pools"
+    elif drift_rc != 0:
         run, code, log = "The drift report", drift_rc, "drift"
     elif apply_rc:
         run, code, log = "The apply run", apply_rc, "apply"

@@ -22,8 +22,9 @@ description:
     plugins, and the API's answer can be cached with Ansible's inventory cache.
   - Spheron documents the requests (C(POST /api/deployments) takes C(gpuType), C(gpuCount),
     C(region), C(instanceType), C(provider)); the shape of the list answer is not publicly
-    documented. Every field this plugin reads is named once, in C(FIELDS) in its source, and
-    an answer without them fails with one sentence.
+    documented. Every field this plugin reads is named once, in C(DEPLOYMENT_FIELDS) of
+    C(plugins/module_utils/spheron_api.py) (shared with the spheron_instance module), and an
+    answer without them fails with one sentence.
   - Needs the C(requests) library on the controller.
 extends_documentation_fragment:
   - constructed
@@ -107,26 +108,12 @@ except ImportError:  # pragma: no cover - exercised by the sanity import test
 from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
-# Every field read from a deployment, in one place: (host variable, key in the answer).
-# The list answer is not publicly documented; these are the request fields Spheron
-# documents for POST /api/deployments plus id, name, status, the addresses and the price.
-FIELDS = {
-    "spheron_id": "id",
-    "spheron_name": "name",
-    "spheron_status": "status",
-    "spheron_provider": "provider",
-    "spheron_region": "region",
-    "spheron_instance_type": "instanceType",
-    "gpu_type": "gpuType",
-    "gpu_count": "gpuCount",
-    "gpu_hourly_usd": "pricePerHour",
-    "spheron_public_ip": "ipAddress",
-    "spheron_private_ip": "privateIpAddress",
-}
-REQUIRED = ("id", "status", "ipAddress")
-# Where the list may sit in the answer: a bare list, or one of these keys.
-LIST_KEYS = ("deployments", "data", "items")
-MAX_PAGES = 100
+from ansible_collections.ai_infra.langgraph_stack.plugins.module_utils import spheron_api
+
+# The fields this plugin reads are named in spheron_api.DEPLOYMENT_FIELDS (one table for
+# this plugin and the spheron_instance module); a host needs an address as well (one that
+# is still starting may have none yet).
+REQUIRED_FOR_A_HOST = ("ipAddress",)
 
 
 class SpheronError(AnsibleParserError):
@@ -135,50 +122,19 @@ class SpheronError(AnsibleParserError):
 
 def deployments_in(answer):
     """The list of deployments in one page of the answer."""
-    if isinstance(answer, list):
-        items = answer
-    elif isinstance(answer, dict) and any(isinstance(answer.get(k), list) for k in LIST_KEYS):
-        items = next(answer[k] for k in LIST_KEYS if isinstance(answer.get(k), list))
-    else:
-        raise SpheronError(
-            "the Spheron API answered GET /api/deployments with %s, not a list of deployments"
-            % (type(answer).__name__ if not isinstance(answer, dict) else "an object with keys %s" % sorted(answer)[:8])
-        )
-    for item in items:
-        missing = [key for key in REQUIRED if not isinstance(item, dict) or item.get(key) in (None, "")]
-        if missing:
-            raise SpheronError(
-                "a deployment in Spheron's answer lacks %s: %s" % (", ".join(missing), repr(item)[:200])
-            )
-    return items
+    try:
+        return spheron_api.deployments_in(answer)
+    except spheron_api.SpheronApiError as exc:
+        raise SpheronError(str(exc))
 
 
 def host_vars(deployment):
-    """The host variables of one deployment (FIELDS), with the derived ones."""
-    values = {var: deployment.get(key) for var, key in FIELDS.items() if deployment.get(key) not in (None, "")}
-    values["ansible_host"] = deployment["ipAddress"]
-    values["ansible_user"] = "root"
-    if "gpu_hourly_usd" in values:
-        try:
-            values["gpu_hourly_usd"] = float(values["gpu_hourly_usd"])
-        except (TypeError, ValueError):
-            raise SpheronError("deployment %s has a price that is not a number: %r" % (deployment["id"], values["gpu_hourly_usd"]))
-    if "gpu_count" in values:
-        try:
-            values["gpu_count"] = int(values["gpu_count"])
-        except (TypeError, ValueError):
-            raise SpheronError("deployment %s has a GPU count that is not a number: %r" % (deployment["id"], values["gpu_count"]))
-    if "spheron_instance_type" in values:
-        values["spheron_instance_type"] = str(values["spheron_instance_type"]).upper()
-    # What every trace says the run ran on (langgraph_server_gpu_instance_type).
-    values["gpu_instance_type"] = "-".join(
-        str(part).lower() for part in (
-            "%sx" % values["gpu_count"] if "gpu_count" in values else None,
-            values.get("gpu_type"),
-            values.get("spheron_instance_type"),
-        ) if part
-    )
-    return values
+    """The host variables of a deployment that becomes a host, with the derived ones."""
+    try:
+        spheron_api.check_required(deployment, REQUIRED_FOR_A_HOST, "a deployment")
+        return spheron_api.host_vars(deployment)
+    except spheron_api.SpheronApiError as exc:
+        raise SpheronError(str(exc))
 
 
 def groups_by_name(name, name_groups):
@@ -204,7 +160,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         session = requests.Session()
         session.headers.update({"Authorization": "Bearer " + self.get_option("api_key"), "Accept": "application/json"})
         found = []
-        for page in range(1, MAX_PAGES + 1):
+        for page in range(1, spheron_api.MAX_PAGES + 1):
             try:
                 response = session.get(url, params={"page": page, "limit": size},
                                        timeout=self.get_option("timeout"), verify=self.get_option("validate_certs"))

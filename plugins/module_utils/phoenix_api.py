@@ -14,12 +14,11 @@ __metaclass__ = type
 
 import base64
 import json
-import socket
 
 from ansible.module_utils.common.text.converters import to_text
-from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.six.moves.urllib.parse import urlparse
-from ansible.module_utils.urls import open_url
+
+from ansible_collections.ai_infra.langgraph_stack.plugins.module_utils.json_http import Unreachable, send
 
 # The retention policy Phoenix creates at first start (row 0), as a GraphQL global id.
 DEFAULT_RETENTION_POLICY_ID = to_text(base64.b64encode(b"ProjectTraceRetentionPolicy:0"))
@@ -49,22 +48,10 @@ class PhoenixClient(object):
 
     def request(self, method, path, body=None, expect=(200,)):
         """The decoded JSON body (None when empty) of a response whose status is in expect."""
-        headers = {"Authorization": "Bearer " + self.token, "Accept": "application/json"}
-        data = None
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-            data = json.dumps(body)
         try:
-            response = open_url(
-                self.url + path, method=method, data=data, headers=headers, timeout=self.timeout,
-                validate_certs=self.validate_certs, follow_redirects="none",
-            )
-            status, raw = response.getcode(), response.read()
-        except HTTPError as exc:
-            status, raw = exc.code, exc.read() if hasattr(exc, "read") else b""
-        except (URLError, socket.timeout, socket.error, ValueError) as exc:
-            raise PhoenixApiError("cannot reach Phoenix at %s: %s" % (self.url, getattr(exc, "reason", exc)))
-        text = to_text(raw or b"", errors="surrogate_or_strict")
+            status, text = send(self.url + path, method, self.token, body, self.timeout, self.validate_certs)
+        except Unreachable as exc:
+            raise PhoenixApiError("cannot reach Phoenix at %s: %s" % (self.url, exc))
         if status in (401, 403):
             raise PhoenixApiError(
                 "Phoenix refused the credentials for %s %s (HTTP %s): check the admin secret (%s)"

@@ -73,6 +73,13 @@ def test_failure_names_the_run_its_exit_code_and_its_log(drift_rc, apply_rc, exp
     assert failure(drift_rc, apply_rc, "/r") == expected
 
 
+def test_a_failed_pools_run_is_named_first_and_the_others_after_it():
+    assert failure(0, 0, "/r", 2) == "Bringing the Spheron pools to their counts failed (exit 2); see the hosts above, and /r/pools.log."
+    assert failure(4, None, "/r", 2).startswith("Bringing the Spheron pools")
+    assert failure(4, None, "/r", 0) == failure(4, None, "/r")
+    assert failure(0, 0, "/r", None) == ""
+
+
 @pytest.mark.parametrize(("drift_rc", "apply_rc"), [(None, None), ("x", 0), (0, "two")])
 def test_exit_codes_that_are_not_numbers(drift_rc, apply_rc):
     with pytest.raises(AnsibleFilterError, match="the exit codes must be integers"):
