@@ -362,3 +362,70 @@ def test_the_example_inventory_backs_up_every_database(state):
         newest = sorted(name for name in dumps if name.startswith(database + "-") and name.endswith(".dump"))
         assert newest, dumps
         assert "TABLE" in state.check_output(f"pg_restore --list /var/backups/postgresql/{newest[-1]}")
+
+
+# Runs on the prober: one call of the LangGraph API through the edge; prints the answer's JSON.
+API_CALL = r'''
+import json, ssl, sys, urllib.request
+base, token, method, path, body = sys.argv[1:6]
+request = urllib.request.Request(base + path, data=body.encode() if body else None, method=method,
+                                 headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+with urllib.request.urlopen(request, context=ssl._create_unverified_context(), timeout=300) as answer:
+    print(answer.read().decode() or "null")
+'''
+
+
+def api(state, method, path, body=None):
+    prober = testinfra.get_host("docker://fleet-prober")
+    out = prober.check_output("python3 -c %s %s %s %s %s %s", API_CALL, f"https://{network_address(state)}", TOKEN,
+                              method, path, json.dumps(body) if body is not None else "")
+    return json.loads(out)
+
+
+def test_restore_drill_the_state_host_replaced_and_its_dumps_restored(state, servers, tmp_path):
+    """The state host (PostgreSQL, Redis, Phoenix, the edge) lost and replaced by a fresh
+    machine at another address. backup.yml had copied its dumps to the control host;
+    reprovision.yml provisions the new machine and points every other host at it;
+    restore.yml brings the databases back. Through the new edge: a thread stopped at a
+    breakpoint resumes to the end, a finished thread's history and a store item are as
+    they were, and an agent run with the model succeeds."""
+    waiting = api(state, "POST", "/threads", {})["thread_id"]
+    api(state, "POST", f"/threads/{waiting}/runs/wait", {"assistant_id": "smoke", "input": {}, "interrupt_before": ["second"]})
+    finished = api(state, "POST", "/threads", {})["thread_id"]
+    api(state, "POST", f"/threads/{finished}/runs/wait", {"assistant_id": "smoke", "input": {}})
+    api(state, "PUT", "/store/items", {"namespace": ["drill"], "key": "preferences", "value": {"language": "fr"}})
+    history = [c["checkpoint"]["checkpoint_id"] for c in api(state, "POST", f"/threads/{finished}/history", {"limit": 10})]
+    assert len(history) >= 3
+
+    store = tmp_path / "store"
+    playbook("backup.yml", "-e", f"postgresql_backup_store_dir={store}", "-e", "postgresql_backup_now=true")
+    assert {p.name.split("-")[0] for p in (store / "fleet-state").glob("*.dump")} == {"langgraph", "phoenix"}
+
+    old_address = network_address(state)
+    lost = time.monotonic()
+    recreate_container("fleet-state", new_address=True)
+    assert network_address(state) != old_address and not state.file("/var/backups/postgresql").exists
+    output = playbook("reprovision.yml", "-e", f"reprovision_report_dir={report_dir()}")
+    report = json.loads((report_dir() / "last-report.json").read_text())
+    assert report["drift_rc"] == 0 and report["apply_rc"] == 0, output[-4000:]
+    provisioned = time.monotonic()
+    # The new machine serves, with empty databases: the threads are not there yet.
+    prober = testinfra.get_host("docker://fleet-prober")
+    missing = prober.run("python3 -c %s %s %s %s %s %s", API_CALL, f"https://{network_address(state)}", TOKEN,
+                         "GET", f"/threads/{waiting}/state", "")
+    assert missing.rc != 0 and "404" in missing.stderr, missing
+
+    output = playbook("restore.yml", "-e", f"postgresql_backup_store_dir={store}")
+    assert "Restored on fleet-state the dumps of fleet-state: langgraph-" in " ".join(output.split())
+    restored = time.monotonic()
+
+    state_now = api(state, "GET", f"/threads/{waiting}/state")
+    assert state_now["next"] == ["second"] and state_now["values"]["executions"] == ["first"], state_now
+    final = api(state, "POST", f"/threads/{waiting}/runs/wait", {"assistant_id": "smoke", "input": None})
+    assert final["executions"] == ["first", "second"], final
+    assert [c["checkpoint"]["checkpoint_id"] for c in api(state, "POST", f"/threads/{finished}/history", {"limit": 10})] == history
+    item = api(state, "GET", "/store/items?namespace=drill&key=preferences")
+    assert item["value"] == {"language": "fr"}, item
+    result = prober.run("python3 -c %s %s %s", AGENT_RUN, f"https://{network_address(state)}", TOKEN)
+    assert result.rc == 0 and json.loads(result.stdout) == ["human", "ai"], result.stderr[-2000:]
+    print(f"state host lost -> provisioned: {provisioned - lost:.0f} s; restore.yml: {restored - provisioned:.0f} s")
