@@ -13,6 +13,7 @@ gathers); clients read them here instead of repeating the producer's defaults.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from ansible.errors import AnsibleFilterError
 
@@ -69,14 +70,31 @@ def model_source(host, hostvars):
     for role in MODEL_SOURCES:
         record = published_record(host_vars, role)
         if record:
+            if role == "vllm" and record.get("url"):
+                # vLLM itself, one worker in one pool: this host.
+                record = dict(record, pools={record.get("pool") or "ondemand": record["url"]}, workers={
+                    urlsplit(str(record["url"])).netloc: {"name": host, "pool": record.get("pool") or "ondemand",
+                                                          "hourly_usd": record.get("hourly_usd") or 0}})
             return {
                 "role": role,
                 "url": str(record.get("url") or ""),
                 "served_model": str(record.get("served_model") or ""),
                 "fanout": published_count(record.get("fanout"), f"{host}: {role} published fanout"),
                 "max_num_seqs": published_count(record.get("max_num_seqs"), f"{host}: {role} published max_num_seqs"),
+                # The model pools (name to URL) and their workers (host:port to name, pool,
+                # hourly price): a router's, or vLLM's own on a single-host stack.
+                "pools": _mapping(record.get("pools"), f"{host}: {role} published pools"),
+                "workers": _mapping(record.get("workers"), f"{host}: {role} published workers"),
             }
-    return {"role": "", "url": "", "served_model": "", "fanout": None, "max_num_seqs": None}
+    return {"role": "", "url": "", "served_model": "", "fanout": None, "max_num_seqs": None, "pools": {}, "workers": {}}
+
+
+def _mapping(value, what):
+    if value in (None, ""):
+        return {}
+    if not isinstance(value, Mapping):
+        raise AnsibleFilterError(f"{what} {value!r}, which is not a dict")
+    return dict(value)
 
 
 class FilterModule:

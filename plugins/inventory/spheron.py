@@ -14,7 +14,8 @@ description:
     O(statuses), with C(ansible_host) its public IP and C(ansible_user) root.
   - Host variables (prefixed C(spheron_), plus C(gpu_type), C(gpu_count),
     C(gpu_instance_type) and C(gpu_hourly_usd), which the langgraph_server role puts on every
-    trace for the cost per run) come from the deployment's fields.
+    trace for the cost per run) come from the deployment's fields; a worker that playbooks/pools.yml
+    launched (named C(<prefix>-gpu-<pool>-<n>)) also gets C(spheron_pool), its model pool.
   - Groups by GPU type (C(spheron_gpu_<type>)), instance type (C(spheron_spot),
     C(spheron_dedicated)) and region (C(spheron_region_<region>)); the collection's groups
     (C(state), C(gpu_workers), C(edge), C(observability)) by the name convention in

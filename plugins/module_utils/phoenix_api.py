@@ -167,30 +167,50 @@ def set_retention_days(client, days, policy_id=DEFAULT_RETENTION_POLICY_ID):
     client.graphql(RETENTION_PATCH, {"id": policy_id, "days": float(days)})
 
 
-def root_spans(client, project, limit, thread_id=None):
-    """The newest `limit` root spans (one per trace: a graph run) of a project, newest
-    first; None when Phoenix has no such project (no span has arrived for it)."""
+def span_page(client, project, query):
+    """One page of GET /v1/projects/{project}/spans: (spans, next cursor); None when Phoenix
+    has no such project (it makes one when its first span arrives: none yet is no runs yet)."""
     from ansible.module_utils.six.moves.urllib.parse import quote, urlencode
 
-    query = [("parent_id", "null"), ("sort", "start_time"), ("order", "desc"), ("limit", str(limit))]
-    if thread_id:
-        # Phoenix parses the value as JSON: quoted, it is always compared as a string.
-        query.append(("attribute", "metadata.thread_id:" + json.dumps(thread_id)))
     path = "/v1/projects/%s/spans?%s" % (quote(project, safe=""), urlencode(query))
     try:
         answer = client.request("GET", path)
     except PhoenixApiError as exc:
-        # Phoenix makes a project when its first span arrives: none yet is no runs yet.
         if exc.status == 404 and "not found" in str(exc):
             return None
         raise
-    try:
-        spans = answer["data"]
-        if not isinstance(spans, list) or not all(isinstance(s, dict) for s in spans):
-            raise TypeError
-    except (KeyError, TypeError):
+    spans = answer.get("data") if isinstance(answer, dict) else None
+    if not isinstance(spans, list) or not all(isinstance(s, dict) for s in spans):
         raise PhoenixApiError("GET /v1/projects/%s/spans answered an unexpected shape: %s" % (project, json.dumps(answer)[:200]))
-    return spans
+    return spans, answer.get("next_cursor")
+
+
+def root_spans(client, project, limit, thread_id=None):
+    """The newest `limit` root spans (one per trace: a graph run) of a project, newest
+    first; None when Phoenix has no such project (no span has arrived for it)."""
+    query = [("parent_id", "null"), ("sort", "start_time"), ("order", "desc"), ("limit", str(limit))]
+    if thread_id:
+        # Phoenix parses the value as JSON: quoted, it is always compared as a string.
+        query.append(("attribute", "metadata.thread_id:" + json.dumps(thread_id)))
+    page = span_page(client, project, query)
+    return None if page is None else page[0]
+
+
+def named_spans(client, project, name, start_time, end_time, page_size=1000):
+    """Every span called `name` that started in [start_time, end_time) (ISO 8601), all pages;
+    None when Phoenix has no such project."""
+    found, cursor = [], None
+    while True:
+        query = [("name", name), ("start_time", start_time), ("end_time", end_time), ("limit", str(page_size))]
+        if cursor:
+            query.append(("cursor", cursor))
+        page = span_page(client, project, query)
+        if page is None:
+            return None
+        spans, cursor = page
+        found.extend(spans)
+        if not cursor or not spans:
+            return found
 
 
 def phoenix_argument_spec():

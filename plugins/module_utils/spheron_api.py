@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import re
 
 from ansible.module_utils.six.moves.urllib.parse import urlencode, urlparse
 
@@ -108,9 +109,15 @@ def number(value, kind, what):
         raise SpheronApiError("%s is not a number: %r" % (what, value))
 
 
+# The name pools.yml gives the workers it launches (plugins/filter/spheron_pools.py): the
+# pool is the word after `gpu`.
+POOL_WORKER_NAME = re.compile(r"^[a-z][a-z0-9]*-gpu-([a-z][a-z0-9]*)-[0-9]+$")
+
+
 def host_vars(deployment):
     """The host variables of one deployment (DEPLOYMENT_FIELDS), with the derived ones:
-    ansible_host (its public IP, when it has one), ansible_user and gpu_instance_type."""
+    ansible_host (its public IP, when it has one), ansible_user, gpu_instance_type and, for
+    a worker pools.yml launched, spheron_pool."""
     values = dict((var, deployment.get(key)) for var, key in DEPLOYMENT_FIELDS.items() if deployment.get(key) not in (None, ""))
     if "spheron_public_ip" in values:
         values["ansible_host"] = values["spheron_public_ip"]
@@ -121,6 +128,10 @@ def host_vars(deployment):
         values["gpu_count"] = number(values["gpu_count"], int, "deployment %s has a GPU count that" % deployment["id"])
     if "spheron_instance_type" in values:
         values["spheron_instance_type"] = str(values["spheron_instance_type"]).upper()
+    pool = POOL_WORKER_NAME.match(str(values.get("spheron_name") or ""))
+    if pool:
+        # The model pool the vllm role puts this worker in (vllm_model_pool).
+        values["spheron_pool"] = pool.group(1)
     # What every trace says the run ran on (langgraph_server_gpu_instance_type).
     values["gpu_instance_type"] = "-".join(
         str(part).lower() for part in (

@@ -110,13 +110,49 @@ def test_runs_sandboxed_with_a_root_owned_config_and_no_secret(host):
     assert "lb_policy least_conn" in config.content_string
 
 
-def test_records_the_url_model_and_pool_sizes_for_the_agent_server(host):
+def test_records_the_url_model_pools_and_sizes_for_the_agent_server(host, worker):
     fact = json.loads(host.file("/etc/ansible/facts.d/model_router.fact").content_string)
-    # Both workers sized for a fan-out of 6 (max-num-seqs: 6 plus 20%, rounded up).
-    assert fact == {"url": ROUTER, "served_model": "smollm2", "fanout": 6, "max_num_seqs": 8}
+    address = f"{network_address(worker)}:8000"
+    # Both workers sized for a fan-out of 6 (max-num-seqs: 6 plus 20%, rounded up); each
+    # pool's address; each worker by the address the router dials, with its price.
+    assert fact == {"url": ROUTER, "served_model": "smollm2", "fanout": 6, "max_num_seqs": 8,
+                    "pools": {"ondemand": ROUTER + "/pool/ondemand", "spot": ROUTER + "/pool/spot"},
+                    "workers": {"127.0.0.1:8000": {"name": host.backend.get_hostname(), "pool": "ondemand", "hourly_usd": 2.01},
+                                address: {"name": WORKER, "pool": "spot", "hourly_usd": 0.8}}}
     # This host's own worker (vLLM on loopback): where a server without a router would dial it.
     worker_fact = json.loads(host.file("/etc/ansible/facts.d/vllm.fact").content_string)
-    assert worker_fact == {"url": "http://127.0.0.1:8000", "served_model": "smollm2", "fanout": 6, "max_num_seqs": 8}
+    assert worker_fact == {"url": "http://127.0.0.1:8000", "served_model": "smollm2", "fanout": 6, "max_num_seqs": 8,
+                           "pool": "ondemand", "hourly_usd": 2.01}
+
+
+def pool_call(router, pool):
+    """(status, the worker address the answer names, seconds) of one call to a pool's address."""
+    script = (
+        "import json, sys, time, urllib.error, urllib.request\n"
+        "request = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(), headers={"
+        "'Authorization': 'Bearer ' + sys.argv[3], 'Content-Type': 'application/json'})\n"
+        "start = time.monotonic()\n"
+        "try:\n"
+        "    answer = urllib.request.urlopen(request, timeout=60)\n"
+        "    status, upstream = answer.status, answer.headers.get('X-Model-Upstream', '')\n"
+        "except urllib.error.HTTPError as exc:\n"
+        "    status, upstream = exc.code, exc.headers.get('X-Model-Upstream', '')\n"
+        "print(json.dumps([status, upstream, time.monotonic() - start]))\n"
+    )
+    return json.loads(router.check_output("python3 -c %s %s %s %s", script, f"{ROUTER}/pool/{pool}/v1/chat/completions",
+                                          COMPLETION, KEY))
+
+
+def test_each_model_pool_has_its_address_and_answers_name_the_worker(host, worker):
+    """/pool/spot/ reaches only the spot worker, /pool/ondemand/ only this host's, and every
+    answer names the worker that served it (X-Model-Upstream), which the agent servers'
+    model call spans record."""
+    address = f"{network_address(worker)}:8000"
+    for _ in range(4):
+        assert pool_call(host, "spot")[:2] == [200, address]
+        assert pool_call(host, "ondemand")[:2] == [200, "127.0.0.1:8000"]
+    status, _text = http(host, ROUTER + "/pool/nosuch/v1/models")
+    assert status == 404
 
 
 def test_spreads_calls_drops_a_stopped_worker_and_takes_it_back(host, worker):
@@ -138,6 +174,10 @@ def test_spreads_calls_drops_a_stopped_worker_and_takes_it_back(host, worker):
         assert upstreams(host)[address]["fails"] == 0
         log = host.check_output("journalctl -u model-router -o cat --since '-60s'")
         assert address in log and "health_checker" in log
+        # Its pool has no worker now: the pool's address says so within its short try
+        # duration (3 s), so a node falls back to another pool in seconds, not after 15.
+        status, upstream, seconds = pool_call(host, "spot")
+        assert status in (502, 503) and upstream == "" and seconds < 6, (status, upstream, seconds)
     finally:
         worker.run_expect([0], "systemctl start vllm")
     # The readiness gate, from the router's host: the worker's model serves the fan-out again.

@@ -50,20 +50,25 @@ def test_bad_input_is_one_sentence(host, role, message):
 
 model_source = FilterModule().filters()["model_source"]
 
-ROUTER = {"url": "http://127.0.0.1:8001", "served_model": "qwen", "fanout": "6", "max_num_seqs": "8"}
+ROUTER = {"url": "http://127.0.0.1:8001", "served_model": "qwen", "fanout": "6", "max_num_seqs": "8",
+          "pools": {"spot": "http://127.0.0.1:8001/pool/spot"},
+          "workers": {"10.213.0.7:8000": {"name": "gpu-spot-1", "pool": "spot", "hourly_usd": 0.8}}}
 VLLM = {"url": "http://127.0.0.1:8000", "served_model": "qwen-local", "fanout": 10, "max_num_seqs": 12}
 
 
 def test_the_model_router_on_the_host_wins_over_vllm_there():
     hostvars = {"server-1": {"model_router_published": ROUTER, "vllm_published": VLLM}}
     assert model_source("server-1", hostvars) == {
-        "role": "model_router", "url": "http://127.0.0.1:8001", "served_model": "qwen", "fanout": 6, "max_num_seqs": 8}
+        "role": "model_router", "url": "http://127.0.0.1:8001", "served_model": "qwen", "fanout": 6, "max_num_seqs": 8,
+        "pools": ROUTER["pools"], "workers": ROUTER["workers"]}
 
 
 def test_vllm_on_the_host_from_its_local_fact():
     hostvars = {"single": {"ansible_local": {"vllm": VLLM}}}
     assert model_source("single", hostvars) == {
-        "role": "vllm", "url": "http://127.0.0.1:8000", "served_model": "qwen-local", "fanout": 10, "max_num_seqs": 12}
+        "role": "vllm", "url": "http://127.0.0.1:8000", "served_model": "qwen-local", "fanout": 10, "max_num_seqs": 12,
+        "pools": {"ondemand": "http://127.0.0.1:8000"},
+        "workers": {"127.0.0.1:8000": {"name": "single", "pool": "ondemand", "hourly_usd": 0}}}
 
 
 def test_a_router_with_no_worker_known_yet_has_no_sizes():
@@ -75,7 +80,7 @@ def test_a_router_with_no_worker_known_yet_has_no_sizes():
 
 def test_no_model_on_the_host():
     assert model_source("server-1", {"server-1": {"ansible_local": {}}}) == {
-        "role": "", "url": "", "served_model": "", "fanout": None, "max_num_seqs": None}
+        "role": "", "url": "", "served_model": "", "fanout": None, "max_num_seqs": None, "pools": {}, "workers": {}}
 
 
 @pytest.mark.parametrize(("host", "hostvars", "message"), [
@@ -83,6 +88,7 @@ def test_no_model_on_the_host():
     (None, {}, "model_source: the input must be an inventory host name"),
     ("s", {"s": {"vllm_published": {"url": "u", "fanout": "wide"}}}, "s: vllm published fanout 'wide', which is not a whole number"),
     ("s", {"s": {"model_router_published": {"url": "u", "max_num_seqs": 0}}}, "s: model_router published max_num_seqs 0, which is not a positive"),
+    ("s", {"s": {"model_router_published": {"url": "u", "pools": "spot"}}}, "s: model_router published pools 'spot', which is not a dict"),
 ])
 def test_bad_input_to_model_source_is_one_sentence(host, hostvars, message):
     with pytest.raises(AnsibleFilterError, match=message):

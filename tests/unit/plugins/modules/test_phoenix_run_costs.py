@@ -166,3 +166,77 @@ def test_a_project_without_traces_yet_is_no_runs_and_a_warning(phoenix):
         result = run_module(phoenix_run_costs.main, args(phoenix, project="nosuch"))
     assert result["runs"] == [] and result["total_cost_usd"] == 0
     assert "no project 'nosuch'" in warn.call_args[0][0]
+
+
+# --- window_start: each run's share of the GPUs' time --------------------------------------
+# Model call spans as the builtin app's model pools write them (apps/builtin/agent/model_pools.py),
+# in the shape Phoenix's span list returns (flat attribute keys, as in root_spans.server.json).
+
+def model_call_span(number, run, worker, pool, price, start, seconds, trace="t"):
+    def stamp(offset):
+        whole = int(offset)
+        return "2026-12-04T10:%02d:%02d.%06d+00:00" % (whole // 60, whole % 60, round((offset - whole) * 1e6))
+    attributes = {"model_call.pool": pool, "model_call.pool_wanted": pool, "model_call.run_id": run,
+                  "model_call.thread_id": "thread-" + run, "model_call.node": "worker"}
+    if worker:
+        attributes.update({"model_call.worker": worker, "model_call.hourly_usd": price})
+    return {"id": "U3Bhbjo%d" % number, "name": "model call", "context": {"trace_id": trace + run, "span_id": "%016x" % number},
+            "span_kind": "UNKNOWN", "parent_id": "%016x" % (number + 1000), "start_time": stamp(start), "end_time": stamp(start + seconds),
+            "status_code": "OK" if worker else "ERROR", "status_message": "", "events": [], "attributes": attributes}
+
+
+def test_a_window_shares_each_worker_bill_by_gpu_time_over_pages(phoenix):
+    first = [model_call_span(1, "run-a", "gpu-spot-1", "spot", 0.8, 0, 30),
+             model_call_span(2, "run-b", "gpu-spot-1", "spot", 0.8, 0, 10)]
+    second = [model_call_span(3, "run-b", "gpu-ondemand-1", "ondemand", 2.01, 12, 4),
+              model_call_span(4, "run-b", None, "spot", None, 11, 0.01)]
+    pages = {None: {"data": first, "next_cursor": "U3Bhbjoy"}, "U3Bhbjoy": {"data": second, "next_cursor": None}}
+    original = phoenix.paths
+
+    def answer(path):
+        cursor = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query).get("cursor", [None])[0]
+        return json.dumps(pages[cursor])
+
+    with mock.patch.object(phoenix_run_costs.PhoenixClient, "request", autospec=True,
+                           side_effect=lambda self, method, path, **kw: (original.append(path), json.loads(answer(path)))[1]):
+        result = run_module(phoenix_run_costs.main, args(phoenix, window_start="2026-12-04T10:00:00Z"))
+    window = result["window"]
+    assert window["start"] == "2026-12-04T10:00:00+00:00" and window["end"] == "2026-12-04T11:00:00+00:00"
+    runs = {run["run_id"]: run for run in window["runs"]}
+    assert runs["run-a"]["cost_usd"] == pytest.approx(0.8 * 25 / 30)
+    assert runs["run-b"]["cost_usd"] == pytest.approx(0.8 * 5 / 30 + 2.01)
+    assert runs["run-b"]["pools"] == {"spot": pytest.approx(0.8 * 5 / 30), "ondemand": pytest.approx(2.01)}
+    assert runs["run-b"]["thread_id"] == "thread-run-b"
+    assert window["pools"] == {"spot": pytest.approx(0.8), "ondemand": pytest.approx(2.01)}
+    assert window["bill_usd"] == pytest.approx(2.81) and window["cost_usd"] == pytest.approx(2.81)
+    assert window["seed_guide_usd"] == pytest.approx(0.8 / 3600 * 40 + 2.01 / 3600 * 4)
+    assert window["calls_without_worker"] == 1 and window["workers"]["gpu-spot-1"]["calls"] == 2
+    assert any("seed guide" in line for line in result["table"])
+    first_query = urllib.parse.parse_qs(urllib.parse.urlsplit(original[0]).query)
+    assert first_query["name"] == ["model call"] and first_query["end_time"] == ["2026-12-04T11:00:00+00:00"]
+    # Calls that began up to 15 min before the window may still run in it.
+    assert first_query["start_time"] == ["2026-12-04T09:45:00+00:00"]
+    assert urllib.parse.parse_qs(urllib.parse.urlsplit(original[1]).query)["cursor"] == ["U3Bhbjoy"]
+
+
+def test_last_hour_is_the_last_whole_hour():
+    assert phoenix_run_costs.window_bounds("last_hour", 3600, now=1796005000.5) == (1796000400, 1796004000)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"window_start": "yesterday"}, "window_start must be an ISO 8601 timestamp or last_hour"),
+    ({"window_start": "last_hour", "window_seconds": 30}, "window_seconds must be between 60 and 86400"),
+    ({"window_start": "last_hour", "thread_id": "42"}, "parameters are mutually exclusive: window_start|thread_id"),
+])
+def test_bad_windows_fail_with_a_message(phoenix, overrides, message):
+    with pytest.raises(AnsibleFailJson) as failure:
+        run_module(phoenix_run_costs.main, args(phoenix, **overrides))
+    assert message in failure.value.result["msg"]
+
+
+def test_a_model_call_span_with_a_bad_price_fails_with_a_message(phoenix):
+    span = model_call_span(1, "run-a", "gpu-spot-1", "spot", "cheap", 0, 30)
+    phoenix.body = json.dumps({"data": [span], "next_cursor": None})
+    with pytest.raises(AnsibleFailJson) as failure:
+        run_module(phoenix_run_costs.main, args(phoenix, window_start="2026-12-04T10:00:00Z"))
+    assert "model call span this module cannot read: model_call.hourly_usd is not a number" in failure.value.result["msg"]
