@@ -3,9 +3,11 @@
 supervisor  reads the newest user message and fans out, with Send, to AGENT_FANOUT workers
             at once, each answering from one perspective;
 worker      recalls long-term notes (a tool with a hard timeout, its result cached in Redis
-            with a TTL: the in-session tier) and asks the model served by vLLM;
-collect     asks the model to combine the workers' answers, replies, and keeps the answer
-            as a long-term note in the Postgres store;
+            with a TTL: the in-session tier) and asks the model served by vLLM, in the
+            `spot` model pool when there is one (model_pools.py);
+collect     asks the model to combine the workers' answers (in the `ondemand` pool: a
+            Studio user watches this step), replies, and keeps the answer as a long-term
+            note in the Postgres store;
 trim        drops old messages so the state does not grow without bound.
 
 Model calls and the tool are retried with RetryPolicy (langgraph.types, `retry_policy=`).
@@ -16,21 +18,36 @@ Settings come from the environment (the role's 0600 env file); no secret enters 
 
 import asyncio
 import hashlib
+import importlib.util
 import json
 import logging
 import os
+import sys
 from typing import Annotated, TypedDict
 
 import openai
 import redis.asyncio as aioredis
 from langchain_core.messages import AnyMessage, HumanMessage, RemoveMessage, SystemMessage, trim_messages
-from langchain_openai import ChatOpenAI
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import REMOVE_ALL_MESSAGES, add_messages
 from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy, Send
 
 log = logging.getLogger(__name__)
+
+
+def _sibling(name):
+    """A module beside this file: the servers load graphs by file path, not as a package."""
+    qualified = "ai_infra_builtin_" + name
+    if qualified not in sys.modules:
+        spec = importlib.util.spec_from_file_location(qualified, os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[qualified] = module
+    return sys.modules[qualified]
+
+
+ModelPools = _sibling("model_pools").ModelPools
 
 PERSPECTIVES = {
     "facts": "State the key facts that answer the question.",
@@ -65,16 +82,16 @@ class WorkerInput(TypedDict):
     perspective: str
 
 
-_model = None
+_pools = None
 _redis = None
 
 
-def model() -> ChatOpenAI:
-    global _model
-    if _model is None:
-        _model = ChatOpenAI(
+def pools() -> ModelPools:
+    """The model, through each node's model pool (model_pools.py)."""
+    global _pools
+    if _pools is None:
+        _pools = ModelPools(
             model=os.environ["VLLM_MODEL"],
-            base_url=os.environ["VLLM_BASE_URL"].rstrip("/") + "/v1",
             api_key=os.environ["VLLM_API_KEY"],
             temperature=0,
             max_tokens=setting("AGENT_MAX_TOKENS", 64),
@@ -82,7 +99,7 @@ def model() -> ChatOpenAI:
             # Retries are the graph's RetryPolicy, not the client's.
             max_retries=0,
         )
-    return _model
+    return _pools
 
 
 def redis_client():
@@ -137,14 +154,14 @@ async def worker(state: WorkerInput, runtime: Runtime) -> AgentState:
         SystemMessage(PERSPECTIVES[state["perspective"]] + (" Earlier answers: " + " | ".join(notes) if notes else "")),
         HumanMessage(state["question"]),
     ]
-    answer = await model().ainvoke(prompt)
+    answer = await pools().ainvoke("worker", prompt)
     return {"results": ["%s: %s" % (state["perspective"], answer.content)]}
 
 
 async def collect(state: AgentState, runtime: Runtime) -> AgentState:
     combined = "\n".join(sorted(state.get("results", [])))
-    reply = await model().ainvoke(
-        [SystemMessage("Combine these answers into one short reply:\n" + combined), HumanMessage(state["question"])]
+    reply = await pools().ainvoke(
+        "collect", [SystemMessage("Combine these answers into one short reply:\n" + combined), HumanMessage(state["question"])]
     )
     if runtime.store is not None:
         key = hashlib.sha256(state["question"].encode()).hexdigest()[:32]

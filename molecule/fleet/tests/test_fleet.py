@@ -86,6 +86,18 @@ thread = post("/threads", {})["thread_id"]
 values = post("/threads/%s/runs/wait" % thread, {"assistant_id": "agent",
               "input": {"messages": [{"role": "user", "content": "What is the capital of France?"}]}})
 print(json.dumps([m["type"] for m in values["messages"]]))
+print(thread, file=sys.stderr)
+'''
+# The model call spans (one per model call, apps/builtin/agent/model_pools.py) since a time,
+# read from Phoenix on an agent server with the key and address its env file holds.
+MODEL_CALL_SPANS = r'''
+import json, sys, urllib.parse, urllib.request
+settings = dict(line.split("=", 1) for line in open("/etc/langgraph/langgraph.env").read().splitlines()
+                if line.startswith("AI_INFRA_PHOENIX_"))
+query = urllib.parse.urlencode({"name": "model call", "start_time": sys.argv[1], "limit": "1000"})
+request = urllib.request.Request(settings["AI_INFRA_PHOENIX_ENDPOINT"].rstrip("/") + "/v1/projects/langgraph/spans?" + query,
+                                 headers={"Authorization": "Bearer " + settings["AI_INFRA_PHOENIX_API_KEY"]})
+print(json.dumps([span["attributes"] for span in json.load(urllib.request.urlopen(request, timeout=30))["data"]]))
 '''
 ROUTER_UPSTREAMS = r'''
 import http.client, socket
@@ -255,26 +267,68 @@ def test_a_replaced_worker_is_provisioned_by_reprovision(state, servers, workers
         assert new in router_upstreams(server)
 
 
-def test_runs_succeed_while_a_worker_is_stopped_and_it_returns_to_the_pool(state, servers, workers):
-    """A worker's vLLM stopped while agent runs call the model: every run succeeds on the
-    other worker, and no router dialled the stopped one (its health check took it out);
-    once it serves again, calls reach it again."""
+def agent_runs(state, count) -> list[str]:
+    """Agent runs through the edge (the model called by every node); their threads."""
     prober = testinfra.get_host("docker://fleet-prober")
-    base = f"https://{network_address(state)}"
+    threads = []
+    for number in range(count):
+        result = prober.run("python3 -c %s %s %s", AGENT_RUN, f"https://{network_address(state)}", TOKEN)
+        assert result.rc == 0, (number, result.stderr[-2000:])
+        assert json.loads(result.stdout) == ["human", "ai"], result.stdout
+        threads.append(result.stderr.strip().splitlines()[-1])
+    return threads
 
-    def agent_runs(count):
-        for number in range(count):
-            result = prober.run("python3 -c %s %s %s", AGENT_RUN, base, TOKEN)
-            assert result.rc == 0, (number, result.stderr[-2000:])
-            assert json.loads(result.stdout) == ["human", "ai"], result.stdout
 
+def model_calls(server, since, threads) -> list[dict]:
+    """The model call spans of these threads' runs (Phoenix receives them in batches)."""
+    deadline = time.time() + 60
+    while True:
+        spans = [s for s in json.loads(server.check_output("python3 -c %s %s", MODEL_CALL_SPANS, since))
+                 if s.get("model_call.thread_id") in threads]
+        # Each run: 4 fan-out workers (vllm_fanout) and collect, each at least one call.
+        if len({s["model_call.run_id"] for s in spans if s.get("model_call.node") == "collect"}) >= len(threads):
+            return spans
+        assert time.time() < deadline, spans
+        time.sleep(3)
+
+
+def test_nodes_call_their_model_pool_and_each_call_names_its_worker_and_price(state, servers, workers):
+    """fleet-worker-2 is a spot machine (the vllm role put it in pool spot), fleet-worker-1
+    on demand: the fan-out workers call the spot pool and collect, which a Studio user
+    watches, the ondemand pool; each call's span names the worker that served it and its
+    price, and none fell back."""
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5))
+    threads = agent_runs(state, 2)
+    spans = model_calls(servers[0], since, threads)
+    for span in spans:
+        node, pool = span["model_call.node"], span["model_call.pool"]
+        assert (node, pool, span["model_call.pool_wanted"]) in (("worker", "spot", "spot"), ("collect", "ondemand", "ondemand")), span
+        assert "model_call.fallback_from" not in span, span
+        expected = ("fleet-worker-2", 0.8) if pool == "spot" else ("fleet-worker-1", 2.01)
+        assert (span["model_call.worker"], span["model_call.hourly_usd"]) == expected, span
+        assert span["model_call.run_id"] and span["model_call.worker_address"].endswith(":8000")
+    assert sum(1 for s in spans if s["model_call.node"] == "worker") >= 4 * len(threads)
+
+
+def test_runs_succeed_while_a_worker_is_stopped_and_it_returns_to_the_pool(state, servers, workers):
+    """The spot worker's vLLM stopped while agent runs call the model: every run succeeds,
+    its fan-out workers falling back to the ondemand pool (each such call's span says so),
+    and no router dialled the stopped one (its health check took it out); once it serves
+    again, calls reach it again."""
     stopped = f"{network_address(workers[1])}:8000"
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5))
     workers[1].run_expect([0], "systemctl stop vllm")
     try:
         time.sleep(6)  # three health intervals (2 s)
-        agent_runs(3)
+        threads = agent_runs(state, 3)
         for server in servers:
             assert router_upstreams(server)[stopped]["fails"] == 0
+        spans = model_calls(servers[0], since, threads)
+        fallen = [s for s in spans if s.get("model_call.fallback_from") == "spot"]
+        assert len(fallen) >= 4 * len(threads), spans
+        assert all(s["model_call.pool"] == "ondemand" and s["model_call.worker"] == "fleet-worker-1" for s in fallen), fallen
+        # The attempt on the empty pool: a span of its own, no worker, nothing billed.
+        assert any(s["model_call.pool"] == "spot" and "model_call.worker" not in s for s in spans), spans
     finally:
         workers[1].run_expect([0], "systemctl start vllm")
     deadline = time.time() + 600
@@ -283,8 +337,28 @@ def test_runs_succeed_while_a_worker_is_stopped_and_it_returns_to_the_pool(state
         time.sleep(5)
     time.sleep(5)
     before = vllm_successes(workers[1])
-    agent_runs(3)
+    agent_runs(state, 3)
     assert vllm_successes(workers[1]) > before
+
+
+def test_the_runs_of_a_window_add_up_to_the_workers_bill(state):
+    """run_costs over the window of the tests above (the model pools' runs, the fallback
+    runs): each run's share of each worker's bill, per pool; the runs add up to the bill of
+    the workers that served them within 1%, and the seed guide's formula says less here
+    (the workers were idle most of the window, which it leaves out)."""
+    start = int(time.time()) - 3000
+    output = playbook("run_costs.yml", "-e", f"phoenix_run_costs_window_start={time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(start))}",
+                      "-e", "phoenix_run_costs_window_seconds=3060")
+    text = " ".join(output.split())  # the callback wraps long lines
+    match = re.search(r"runs ([0-9.]+) USD, bill ([0-9.]+) USD; the seed guide's formula \(each call priced alone\) would say ([0-9.]+) USD", text)
+    assert match, output[-4000:]
+    runs, bill, seed_guide = (float(x) for x in match.groups())
+    # Both workers served in the window: 3060 s of 2.01 + 0.80 USD/h.
+    assert bill == pytest.approx((2.01 + 0.8) * 3060 / 3600, rel=1e-6)
+    assert abs(runs - bill) / bill < 0.01
+    assert "pool ondemand" in text and "pool spot" in text
+    assert 0 < seed_guide < bill
+    print(text[text.index("runs of "):text.index("seed guide's formula")] + "...")
 
 
 def test_a_rollout_dry_run_changes_nothing(state, servers):
@@ -429,3 +503,120 @@ def test_restore_drill_the_state_host_replaced_and_its_dumps_restored(state, ser
     result = prober.run("python3 -c %s %s %s", AGENT_RUN, f"https://{network_address(state)}", TOKEN)
     assert result.rc == 0 and json.loads(result.stdout) == ["human", "ai"], result.stderr[-2000:]
     print(f"state host lost -> provisioned: {provisioned - lost:.0f} s; restore.yml: {restored - provisioned:.0f} s")
+
+
+# --- the eviction drill: spot workers launched, one reclaimed mid-run, replaced -------------
+STANDIN_VARS = {"spheron_fleet_prefix": "fleet", "spheron_ssh_key_id": "standin-key", "spheron_launch_timeout": 300,
+                "spheron_max_fleet_hourly_usd": 5, "spheron_pools": {"spot": {"count": 2, "gpu_type": "H100-PCIe", "instance_type": "SPOT"}}}
+IN_FLIGHT = "/root/eviction-run-%d"
+
+
+def vllm_metric(name, metric) -> float:
+    """A vLLM metric of a stand-in machine, read on it."""
+    text = subprocess.run(["docker", "exec", name, "sh", "-c", "curl -sf --max-time 2 http://$(hostname -I | cut -d' ' -f1):8000/metrics"],
+                          capture_output=True, text=True, check=False).stdout
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(metric + "{"))
+
+
+def model_load_seconds(name) -> float:
+    """From the start of the vllm unit to vLLM's own 'Application startup complete'."""
+    lines = subprocess.run(["docker", "exec", name, "journalctl", "-u", "vllm", "-o", "short-unix", "--no-pager"],
+                           capture_output=True, text=True, check=False).stdout.splitlines()
+    stamps = [float(line.split()[0]) for line in lines if line[:1].isdigit()]
+    ready = [float(line.split()[0]) for line in lines if "Application startup complete" in line]
+    return ready[-1] - stamps[0] if stamps and ready else float("nan")
+
+
+def test_eviction_drill_spot_workers_reclaimed_mid_run_and_replaced(state, servers, tmp_path):
+    """Against a stand-in for Spheron's API that makes and removes containers as Spheron makes
+    and reclaims machines (spheron_standin.py): pools want 2 spot workers; reprovision.yml
+    launches them (pools.yml) and provisions them (site.yml), and the routers send them calls.
+    Runs in flight on them when the stand-in reclaims one (its container removed) all finish,
+    their calls retried on another worker or pool; nothing in PostgreSQL is lost. The next
+    reprovision.yml launches a replacement, provisions it, and the routers send it calls. The
+    spend ceiling refuses a launch that would pass it, and nothing is launched."""
+    from spheron_standin import KEY, StandIn
+
+    standin = StandIn("fleet-worker-1", str(PROJECT / ".cache" / "apt-archives"))
+    url = standin.serve()
+    (tmp_path / "spheron.yml").write_text(json.dumps({
+        "plugin": "ai_infra.langgraph_stack.spheron",
+        # Ansible reaches the stand-in's machines through Docker; they take the scenario's
+        # container settings (group molecule_hosts), as the fleet's own hosts do.
+        "compose": {"ansible_connection": "'community.docker.docker'", "ansible_host": "spheron_name"},
+        "groups": {"molecule_hosts": "true"}}))
+    (tmp_path / "pools.yml").write_text(json.dumps({"all": {"vars": STANDIN_VARS}}))
+    inventory = ["-i", str(tmp_path / "spheron.yml"), "-i", str(tmp_path / "pools.yml")]
+    environ = dict(os.environ, SPHERON_API_KEY=KEY, SPHERON_API_URL=url)
+
+    def run(name, *extra, expect_ok=True):
+        done = subprocess.run(["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], *inventory,
+                               str(PROJECT / "playbooks" / name), *extra], capture_output=True, text=True, check=False,
+                              timeout=2400, env=dict(environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0"))
+        output = done.stdout + done.stderr
+        assert (done.returncode == 0) == expect_ok, output[-6000:]
+        return output
+
+    reports = tmp_path / "reports"
+    prober = testinfra.get_host("docker://fleet-prober")
+    base = f"https://{network_address(state)}"
+    try:
+        started = time.monotonic()
+        run("reprovision.yml", "-e", f"reprovision_report_dir={reports}")
+        report = json.loads((reports / "last-report.json").read_text())
+        assert report["pools_rc"] == 0 and report["apply_rc"] == 0, report
+        assert standin.live() == ["fleet-gpu-spot-1", "fleet-gpu-spot-2"]
+        print(f"two spot workers launched and provisioned: {time.monotonic() - started:.0f} s")
+        for server in servers:
+            assert len(router_upstreams(server)) == 4  # fleet-worker-1, fleet-worker-2 and the two launched
+
+        # Runs in flight; a launched spot worker with calls running is reclaimed.
+        prober.run(f"cat > /root/agent_run.py <<'EOF'\n{AGENT_RUN}\nEOF")
+        for number in range(3):
+            prober.run(f"nohup python3 /root/agent_run.py {base} {TOKEN} > {IN_FLIGHT % number}.out 2> {IN_FLIGHT % number}.err &")
+        victim, deadline = None, time.time() + 120
+        while victim is None:
+            assert time.time() < deadline, "no call ran on a launched spot worker"
+            victim = next((name for name in standin.live() if vllm_metric(name, "vllm:num_requests_running") > 0), None)
+        standin.reclaim(victim)
+        evicted = time.monotonic()
+        deadline = time.time() + 300
+        for number in range(3):
+            while not prober.file(f"{IN_FLIGHT % number}.out").content_string.strip():
+                assert time.time() < deadline, prober.file(f"{IN_FLIGHT % number}.err").content_string[-2000:]
+                time.sleep(2)
+            assert json.loads(prober.file(f"{IN_FLIGHT % number}.out").content_string) == ["human", "ai"]
+            thread = prober.file(f"{IN_FLIGHT % number}.err").content_string.strip().splitlines()[-1]
+            # Nothing lost: the thread's state and history are in PostgreSQL.
+            values = api(state, "GET", f"/threads/{thread}/state")["values"]
+            assert [m["type"] for m in values["messages"]] == ["human", "ai"]
+            assert api(state, "POST", f"/threads/{thread}/history", {"limit": 20})
+        assert standin.live() == sorted({"fleet-gpu-spot-1", "fleet-gpu-spot-2"} - {victim})
+
+        # The scheduled run: a replacement launched, provisioned, and in the routers' pools.
+        rerun = time.monotonic()
+        run("reprovision.yml", "-e", f"reprovision_report_dir={reports}")
+        report = json.loads((reports / "last-report.json").read_text())
+        assert report["pools_rc"] == 0 and report["apply_rc"] == 0, report
+        assert standin.live() == ["fleet-gpu-spot-1", "fleet-gpu-spot-2"]
+        provisioned = time.monotonic()
+        before = vllm_metric(victim, "vllm:request_success_total")
+        deadline = time.time() + 300
+        while vllm_metric(victim, "vllm:request_success_total") <= before:
+            assert time.time() < deadline, "the replacement got no call"
+            agent_runs(state, 1)
+        serving = time.monotonic()
+        launch = standin.timings[victim]["boot_s"]
+        load = model_load_seconds(victim)
+        print(f"eviction -> replacement serving: {serving - evicted:.0f} s (waiting for the scheduled run "
+              f"{rerun - evicted:.0f} s; reprovision.yml {provisioned - rerun:.0f} s: launch (stand-in) {launch:.0f} s, "
+              f"provisioning and model load {provisioned - rerun - launch:.0f} s, of it vLLM's model load {load:.0f} s; "
+              f"first call {serving - provisioned:.0f} s)")
+
+        # The ceiling: a third spot worker would bring the account to 2.40 USD/h, over 2.00.
+        output = run("pools.yml", "-e", json.dumps({"spheron_max_fleet_hourly_usd": 2.0, "spheron_pools": {
+            "spot": dict(STANDIN_VARS["spheron_pools"]["spot"], count=3)}}), expect_ok=False)
+        assert "would bring the account's live deployments to 2.40 USD/h, over max_fleet_hourly_usd 2.00" in " ".join(output.split())
+        assert standin.live() == ["fleet-gpu-spot-1", "fleet-gpu-spot-2"]
+    finally:
+        standin.close()

@@ -169,6 +169,13 @@ def test_agent_graph_answers_with_the_real_model(host, state_host):
     # as the replica's router published them: this host runs no vLLM of its own.
     assert (env["AGENT_FANOUT"], env["AGENT_MAX_CONCURRENCY"]) == ("6", "8")
     assert listening_on(host, 8010) == {"tcp://127.0.0.1:8010"}
+    # The model pools the router published, for the app (no spot pool here: every node's
+    # calls go to ondemand), in a file the app reads again when it changes.
+    pools = host.file("/etc/langgraph/model-pools.json")
+    assert (pools.user, pools.group, pools.mode) == ("root", "langgraph", 0o640)
+    pools = json.loads(pools.content_string)
+    assert pools["pools"] == {"ondemand": "http://127.0.0.1:8010/pool/ondemand"}
+    assert [(w["name"], w["pool"]) for w in pools["workers"].values()] == [("langgraph_server-debian12", "ondemand")]
     before = vllm_requests_finished(state_host)
     result = sdk(host, """
 thread = await client.threads.create()

@@ -148,7 +148,7 @@ def test_each_model_pool_has_its_address_and_answers_name_the_worker(host, worke
     answer names the worker that served it (X-Model-Upstream), which the agent servers'
     model call spans record."""
     address = f"{network_address(worker)}:8000"
-    for _ in range(4):
+    for _round in range(4):
         assert pool_call(host, "spot")[:2] == [200, address]
         assert pool_call(host, "ondemand")[:2] == [200, "127.0.0.1:8000"]
     status, _text = http(host, ROUTER + "/pool/nosuch/v1/models")

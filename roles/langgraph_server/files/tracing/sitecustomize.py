@@ -12,8 +12,13 @@ A tracing failure never stops the server: it logs one line and the server runs u
 import os
 import sys
 
+# The tracer for the graphs' own spans (the builtin app's `model call` spans, one per model
+# call: the worker and its price, for the cost per run); None while tracing is off.
+AI_INFRA_TRACER = None
+
 
 def _setup():
+    global AI_INFRA_TRACER
     endpoint = os.environ.get("AI_INFRA_PHOENIX_ENDPOINT", "")
     api_key = os.environ.get("AI_INFRA_PHOENIX_API_KEY", "")
     if not endpoint or not api_key:
@@ -54,6 +59,7 @@ def _setup():
     else:
         provider.add_span_processor(SpanEnrichmentProcessor(), replace_default_processor=False)
     LangChainInstrumentor().instrument(tracer_provider=provider)
+    AI_INFRA_TRACER = provider.get_tracer("ai_infra.model_pools")
 
 
 try:

@@ -186,7 +186,7 @@ def test_a_worker_pools_yml_launched_carries_its_pool(tmp_path):
     body = deployments()
     renamed = next(item for item in body["deployments"] if item["name"] == "prod-gpu-2")
     renamed["name"] = "prod-gpu-spot-2"
-    inventory, _ = run(tmp_path, [answer(body=body)])
+    inventory, _get = run(tmp_path, [answer(body=body)])
     assert host_vars(inventory, "prod-gpu-spot-2")["spheron_pool"] == "spot"
     assert "spheron_pool" not in host_vars(inventory, "prod-gpu-1")
     assert "prod-gpu-spot-2" in group_hosts(inventory, "gpu_workers")
