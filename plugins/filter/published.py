@@ -46,6 +46,11 @@ def published(host, hostvars, role):
     return record
 
 
+# The model pool of a worker that names none (its record published before pools existed,
+# or vLLM itself on a single-host stack); the vllm role's default for other machines too.
+DEFAULT_MODEL_POOL = "ondemand"
+
+
 # Where an agent server's model calls go, the first that published on its host: the model
 # router (it balances over every GPU worker), else vLLM itself (a single-host stack).
 MODEL_SOURCES = ("model_router", "vllm")
@@ -72,9 +77,9 @@ def model_source(host, hostvars):
         if record:
             if role == "vllm" and record.get("url"):
                 # vLLM itself, one worker in one pool: this host.
-                record = dict(record, pools={record.get("pool") or "ondemand": record["url"]}, workers={
-                    urlsplit(str(record["url"])).netloc: {"name": host, "pool": record.get("pool") or "ondemand",
-                                                          "hourly_usd": record.get("hourly_usd") or 0}})
+                pool = record.get("pool") or DEFAULT_MODEL_POOL
+                record = dict(record, pools={pool: record["url"]}, workers={
+                    urlsplit(str(record["url"])).netloc: {"name": host, "pool": pool, "hourly_usd": record.get("hourly_usd") or 0}})
             return {
                 "role": role,
                 "url": str(record.get("url") or ""),

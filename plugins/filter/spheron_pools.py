@@ -15,6 +15,8 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.ai_infra.langgraph_stack.plugins.module_utils.spheron_api import POOL_WORKER_NAME
+
 DOCUMENTATION = r"""
 name: spheron_pools
 short_description: The workers Spheron pools should have, or those the collection launched that no pool wants
@@ -114,9 +116,10 @@ def wanted(pools, prefix) -> list[dict]:
 def unwanted(names, pools, prefix) -> list[str]:
     if not isinstance(names, (list, tuple)):
         raise AnsibleFilterError(f"spheron_pools: the instance names must be a list, got {type(names).__name__}")
-    ours = re.compile(rf"^{re.escape(check_prefix(prefix))}-gpu-([a-z][a-z0-9]*)-([0-9]+)$")
+    ours = f"{check_prefix(prefix)}-gpu-"
     keep = {entry["name"] for entry in wanted(pools, prefix)}
-    return sorted(name for name in names if isinstance(name, str) and ours.match(name) and name not in keep)
+    return sorted(name for name in names
+                  if isinstance(name, str) and POOL_WORKER_NAME.match(name) and name.startswith(ours) and name not in keep)
 
 
 def spheron_pools(data, action="wanted", pools=None, prefix=None):

@@ -14,11 +14,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.ai_infra.langgraph_stack.plugins.filter.published import published_count, published_record
-
-
-# The model pool of a worker whose record names none (published before pools existed).
-DEFAULT_MODEL_POOL = "ondemand"
+from ansible_collections.ai_infra.langgraph_stack.plugins.filter.published import DEFAULT_MODEL_POOL, published_count, published_record
 
 
 def _recorded(name, host_vars):

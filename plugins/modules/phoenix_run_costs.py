@@ -352,21 +352,35 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    if p["window_start"] is not None:
-        window(module, p)
-    if not 1 <= p["last"] <= 1000:
+    if p["window_start"] is None and not 1 <= p["last"] <= 1000:
         module.fail_json(msg="last must be between 1 and 1000 (Phoenix returns at most 1000 spans a page), got %s" % p["last"])
+    if p["window_start"] is not None and not 60 <= p["window_seconds"] <= 86400:
+        module.fail_json(msg="window_seconds must be between 60 and 86400, got %s" % p["window_seconds"])
     if not p["project"] or any(c in p["project"] for c in "/?#"):
         module.fail_json(msg="project must be a Phoenix project name without /, ? or #, got %r" % p["project"])
+    if p["window_start"] is not None:
+        try:
+            start, end = window_bounds(p["window_start"], p["window_seconds"])
+        except ValueError:
+            module.fail_json(msg="window_start must be an ISO 8601 timestamp or last_hour, got %r" % p["window_start"])
     key = p["api_key"] or read_key(module, p["api_key_file"])
     try:
         client = PhoenixClient(p["url"], key, p["timeout"], p["validate_certs"])
-        spans = root_spans(client, p["project"], p["last"], p["thread_id"])
+        if p["window_start"] is not None:
+            spans = named_spans(client, p["project"], MODEL_CALL_SPAN, iso(start - LONGEST_CALL_S), iso(end))
+        else:
+            spans = root_spans(client, p["project"], p["last"], p["thread_id"])
     except PhoenixApiError as exc:
         module.fail_json(msg=str(exc))
     if spans is None:
         module.warn("Phoenix has no project %r: no trace has arrived for it yet (or the name is wrong)" % p["project"])
         spans = []
+    if p["window_start"] is not None:
+        try:
+            report = window_report(spans, start, end)
+        except (ValueError, CallError) as exc:
+            module.fail_json(msg="Phoenix sent a model call span this module cannot read: %s" % to_native(exc))
+        module.exit_json(changed=False, window=report, table=window_table(report))
     runs = []
     for span in spans:
         try:
@@ -381,31 +395,6 @@ def main():
         runs_without_price=len(runs) - len(priced),
         table=table(runs),
     )
-
-
-def window(module, p):
-    if not 60 <= p["window_seconds"] <= 86400:
-        module.fail_json(msg="window_seconds must be between 60 and 86400, got %s" % p["window_seconds"])
-    if not p["project"] or any(c in p["project"] for c in "/?#"):
-        module.fail_json(msg="project must be a Phoenix project name without /, ? or #, got %r" % p["project"])
-    try:
-        start, end = window_bounds(p["window_start"], p["window_seconds"])
-    except ValueError:
-        module.fail_json(msg="window_start must be an ISO 8601 timestamp or last_hour, got %r" % p["window_start"])
-    key = p["api_key"] or read_key(module, p["api_key_file"])
-    try:
-        client = PhoenixClient(p["url"], key, p["timeout"], p["validate_certs"])
-        spans = named_spans(client, p["project"], MODEL_CALL_SPAN, iso(start - LONGEST_CALL_S), iso(end))
-    except PhoenixApiError as exc:
-        module.fail_json(msg=str(exc))
-    if spans is None:
-        module.warn("Phoenix has no project %r: no trace has arrived for it yet (or the name is wrong)" % p["project"])
-        spans = []
-    try:
-        report = window_report(spans, start, end)
-    except (ValueError, CallError) as exc:
-        module.fail_json(msg="Phoenix sent a model call span this module cannot read: %s" % to_native(exc))
-    module.exit_json(changed=False, window=report, table=window_table(report))
 
 
 if __name__ == "__main__":

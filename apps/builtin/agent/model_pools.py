@@ -2,8 +2,9 @@
 
 The router on the agent server's host gives every pool of GPU workers its own address
 (`<router>/pool/<name>`; the role writes them, from what the router published, into the
-file AGENT_MODEL_POOLS_FILE names, which is read again whenever it changes). A node asks its pool first (NODE_POOLS, overridden by AGENT_NODE_POOLS): the
-steps a Studio user watches on `ondemand`, the fan-out workers on `spot`. A node whose pool
+file AGENT_MODEL_POOLS_FILE names, which is read again whenever it changes). A node asks
+its pool first (NODE_POOLS, overridden by AGENT_NODE_POOLS): the steps a Studio user
+watches on `ondemand`, the fan-out workers on `spot`. A node whose pool
 does not exist goes to `ondemand` (or the first pool) without calling that a fallback.
 When its pool has no worker that answers (evicted, all of them), the router gives up
 within seconds and the call goes to the next pool: a fallback, which the trace says.

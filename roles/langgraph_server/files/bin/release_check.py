@@ -46,16 +46,13 @@ def error_lines(log_path):
 
 
 def read_env_file(path):
-    """KEY=value lines as systemd's EnvironmentFile reads the role's file: a value in single
-    quotes loses them."""
+    """KEY=value lines as systemd's EnvironmentFile reads the role's file (no quoting)."""
     values = {}
     with open(path) as handle:
         for line in handle:
             line = line.strip()
             if line and not line.startswith("#") and "=" in line:
                 name, value = line.split("=", 1)
-                if len(value) >= 2 and value[0] == value[-1] == "'":
-                    value = value[1:-1]
                 values[name] = value
     return values
 

@@ -23,6 +23,8 @@ class Answers:
     def __init__(self):
         self.status, self.body = 200, (FIXTURES / "root_spans.server.json").read_text()
         self.paths = []
+        # cursor -> answer, for a list in pages (window_start); None is the first page.
+        self.pages = None
 
 
 def handler_for(answers):
@@ -32,7 +34,11 @@ def handler_for(answers):
 
         def do_GET(self):
             answers.paths.append(self.path)
-            status, body = (answers.status, answers.body) if self.headers.get("Authorization") == "Bearer " + KEY \
+            body = answers.body
+            if answers.pages is not None:
+                cursor = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("cursor", [None])[0]
+                body = json.dumps(answers.pages[cursor])
+            status, body = (answers.status, body) if self.headers.get("Authorization") == "Bearer " + KEY \
                 else (401, "Invalid token")
             data = body.encode()
             self.send_response(status)
@@ -190,16 +196,9 @@ def test_a_window_shares_each_worker_bill_by_gpu_time_over_pages(phoenix):
              model_call_span(2, "run-b", "gpu-spot-1", "spot", 0.8, 0, 10)]
     second = [model_call_span(3, "run-b", "gpu-ondemand-1", "ondemand", 2.01, 12, 4),
               model_call_span(4, "run-b", None, "spot", None, 11, 0.01)]
-    pages = {None: {"data": first, "next_cursor": "U3Bhbjoy"}, "U3Bhbjoy": {"data": second, "next_cursor": None}}
+    phoenix.pages = {None: {"data": first, "next_cursor": "U3Bhbjoy"}, "U3Bhbjoy": {"data": second, "next_cursor": None}}
+    result = run_module(phoenix_run_costs.main, args(phoenix, window_start="2026-12-04T10:00:00Z"))
     original = phoenix.paths
-
-    def answer(path):
-        cursor = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query).get("cursor", [None])[0]
-        return json.dumps(pages[cursor])
-
-    with mock.patch.object(phoenix_run_costs.PhoenixClient, "request", autospec=True,
-                           side_effect=lambda self, method, path, **kw: (original.append(path), json.loads(answer(path)))[1]):
-        result = run_module(phoenix_run_costs.main, args(phoenix, window_start="2026-12-04T10:00:00Z"))
     window = result["window"]
     assert window["start"] == "2026-12-04T10:00:00+00:00" and window["end"] == "2026-12-04T11:00:00+00:00"
     runs = {run["run_id"]: run for run in window["runs"]}
