@@ -278,3 +278,48 @@ def test_verify_tells_a_failed_server_from_the_model_that_answered(host):
     cells = dict(zip(header, (cell.strip() for cell in mine.split("|"))))
     assert cells["model"] == "ok (smollm2)", rows
     assert cells["server"].startswith("FAIL: "), rows
+
+
+LONG_CALL = (
+    "import json, sys, urllib.request\n"
+    "body = {'model': 'smollm2', 'messages': [{'role': 'user', 'content': 'Count.'}], 'max_tokens': 600, 'ignore_eos': True}\n"
+    "request = urllib.request.Request(sys.argv[1], data=json.dumps(body).encode(), headers={"
+    "'Authorization': 'Bearer ' + sys.argv[2], 'Content-Type': 'application/json'})\n"
+    "answer = json.load(urllib.request.urlopen(request, timeout=300))\n"
+    "print(json.dumps([answer['choices'][0]['finish_reason'], answer['usage']['completion_tokens']]))\n"
+)
+
+
+def running(worker, url) -> float:
+    """vLLM's own count of the calls it runs now, read on the worker."""
+    text = worker.check_output("python3 -c %s %s", "import sys, urllib.request; "
+                               "print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())", url + "/metrics")
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("vllm:num_requests_running{"))
+
+
+def test_the_drain_lets_the_call_in_flight_finish_then_stops_vllm(host, worker):
+    """Run last: it stops the spot worker's vLLM. The vllm role's drain (what pools.yml runs
+    before removing a worker), with a 600-token call in flight on the worker: it waits for
+    the call, which ends whole, then stops vLLM. (The firewall part, refusing new
+    connections, needs the base role's firewall, which this scenario does not install:
+    molecule/fleet's eviction drill and bench/eviction_to_serving.py run it.)"""
+    url = f"http://{network_address(worker)}:8000"
+    host.run_expect([0], "rm -f /root/long-call.json")
+    host.run_expect([0], "python3 -c %s", f"open('/root/long_call.py', 'w').write({LONG_CALL!r})")
+    host.run_expect([0], "systemd-run --unit long-call sh -c %s",
+                    f"python3 /root/long_call.py {ROUTER}/pool/spot/v1/chat/completions {KEY} > /root/long-call.json")
+    # Read on the worker itself (a docker exec: the router's host is reached through
+    # Ansible, too slow a poll for a call of seconds).
+    deadline = time.time() + 60
+    while running(worker, url) < 1:
+        assert time.time() < deadline, host.run("journalctl -u long-call --no-pager").stdout
+        time.sleep(0.2)
+    run = subprocess.run(["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(SCENARIO / "drain.yml")],
+                         capture_output=True, text=True, check=False, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert worker.run("systemctl is-active vllm").stdout.strip() == "inactive"
+    assert json.loads(host.file("/root/long-call.json").content_string) == ["length", 600]
+    # Once more: vLLM is not running, so the drain does nothing.
+    run = subprocess.run(["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(SCENARIO / "drain.yml")],
+                         capture_output=True, text=True, check=False, timeout=600)
+    assert run.returncode == 0 and re.search(r"changed=0 .*skipped=", run.stdout), run.stdout[-3000:]
