@@ -92,11 +92,14 @@ unit: collection
 # molecule/postgresql, agent_server_engines.py in molecule/langgraph_server (Aegra) and
 # molecule/caddy (langgraph dev), edge_latency.py in molecule/caddy, mesh_latency.py in
 # molecule/wireguard. fleet_converge.py's
-# quick mode starts no host (it lists site.yml against its layouts' inventories).
-bench-quick: collection vllm-image models
+# quick mode starts no host (it lists site.yml against its layouts' inventories);
+# eviction_to_serving.py's starts machines (bare containers) through the stand-in for
+# Spheron's API and provisions none.
+bench-quick: collection vllm-image models images
 	python bench/vllm_readiness.py --quick --image langgraph-stack-vllm-cpu:0.32.0 \
 	  --model $(CACHE)/models/SmolLM2-135M-Instruct
 	python bench/fleet_converge.py --quick
+	python bench/eviction_to_serving.py --quick
 
 molecule: host-tools collection build images models
 	@test -n "$(S)" || { echo "usage: make molecule S=<scenario>; one of: $(SCENARIOS)"; exit 2; }

@@ -72,21 +72,27 @@ def apt_dir(name, suite):
     return path
 
 
+def run_argv(name, suite, image=None, apt=None):
+    """`docker run` of a host built like Molecule's (flags, caches) on the bench network:
+    the suite's base image unless another is given; apt, its apt download folder."""
+    spec = platform()
+    argv = ["docker", "run", "-d", "--name", name, "--hostname", name, "--network", NETWORK,
+            "--cgroupns", spec["cgroupns_mode"], "--stop-signal", spec["stop_signal"], "--shm-size", spec["shm_size"]]
+    argv += [f"--cap-add={cap}" for cap in spec["capabilities"]]
+    argv += [f"--security-opt={opt}" for opt in spec["security_opts"]]
+    argv += [f"--tmpfs={path}" for path in spec["tmpfs"]]
+    argv += ["-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "-v", f"{apt or apt_dir(name, suite)}:/var/cache/apt/archives:rw",
+             "-v", f"{REPO}/.cache/pip:/root/.cache/pip:rw",
+             "-v", f"{REPO}/.cache/wheels:/var/cache/ai-infra/wheels:rw"]
+    return argv + [image or f"langgraph-stack-base:{suite}", spec["command"]]
+
+
 def start(hosts):
     """hosts: {name: suite}."""
-    spec = platform()
     subprocess.run(["docker", "network", "create", NETWORK], capture_output=True, check=False)
     for name, suite in hosts.items():
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
-        argv = ["docker", "run", "-d", "--name", name, "--hostname", name, "--network", NETWORK,
-                "--cgroupns", spec["cgroupns_mode"], "--stop-signal", spec["stop_signal"], "--shm-size", spec["shm_size"]]
-        argv += [f"--cap-add={cap}" for cap in spec["capabilities"]]
-        argv += [f"--security-opt={opt}" for opt in spec["security_opts"]]
-        argv += [f"--tmpfs={path}" for path in spec["tmpfs"]]
-        argv += ["-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "-v", f"{apt_dir(name, suite)}:/var/cache/apt/archives:rw",
-                 "-v", f"{REPO}/.cache/pip:/root/.cache/pip:rw",
-                 "-v", f"{REPO}/.cache/wheels:/var/cache/ai-infra/wheels:rw"]
-        subprocess.run(argv + [f"langgraph-stack-base:{suite}", spec["command"]], check=True, capture_output=True)
+        subprocess.run(run_argv(name, suite), check=True, capture_output=True)
     for name in hosts:
         for _attempt in range(120):
             state = subprocess.run(["docker", "exec", name, "systemctl", "is-system-running"],

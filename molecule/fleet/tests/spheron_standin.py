@@ -4,8 +4,9 @@ Spheron is not reachable here. This HTTP server answers the requests the collect
 (GET /api/gpu-offers, GET /api/deployments, POST /api/deployments, DELETE
 /api/deployments/{id}: the documented request fields; the answers' shape is the one
 plugins/module_utils/spheron_api.py reads, see tests/unit/.../fixtures/spheron/SOURCES.md),
-and each deployment is a container on the fleet's network started with a template host's
-flags and volumes (a fresh Debian 12 machine booting systemd): POST starts one, DELETE
+and each deployment is a container started by a `docker run` the caller gives (a fresh
+Debian 12 machine booting systemd: run_argv copies a template host's flags and volumes;
+bench/eviction_to_serving.py builds its own, with the machine image it measures): POST starts one, DELETE
 removes it, and `reclaim` removes one the way Spheron takes a spot machine back (its
 deployment then says EVICTED). Once a machine has booted, a listener on port 22 stands in
 for its sshd (the spheron_instance module waits for it); Ansible reaches it through
@@ -55,8 +56,10 @@ def run_argv(template: str, name: str, apt_dir: str) -> list[str]:
 
 
 class StandIn:
-    def __init__(self, template: str, apt_root: str):
-        self.template, self.apt_root = template, apt_root
+    def __init__(self, machine_argv, apt_root: str):
+        """machine_argv(name, apt_dir): the `docker run` argv of a new machine; apt_root: the
+        project's apt download folders (each machine gets one of its own, see _start)."""
+        self.machine_argv, self.apt_root = machine_argv, apt_root
         self.deployments: list[dict] = []
         self.requests: list[tuple[str, str]] = []
         self.lock = threading.Lock()
@@ -73,7 +76,7 @@ class StandIn:
         subprocess.run(["cp", "-aln", f"{self.apt_root}/bookworm/.", apt_dir + "/"], check=False, capture_output=True)
         subprocess.run(["rm", "-f", apt_dir + "/lock"], check=False)
         docker("rm", "--force", name, check=False)
-        subprocess.run(run_argv(self.template, name, apt_dir), check=True, capture_output=True)
+        subprocess.run(self.machine_argv(name, apt_dir), check=True, capture_output=True)
         deadline = time.time() + 120
         while docker("exec", name, "systemctl", "is-system-running", check=False) not in ("running", "degraded"):
             if time.time() > deadline:

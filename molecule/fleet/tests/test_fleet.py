@@ -11,6 +11,7 @@ stay drained while the second keeps its release and keeps serving. Tests run in 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pathlib
@@ -535,9 +536,9 @@ def test_eviction_drill_spot_workers_reclaimed_mid_run_and_replaced(state, serve
     their calls retried on another worker or pool; nothing in PostgreSQL is lost. The next
     reprovision.yml launches a replacement, provisions it, and the routers send it calls. The
     spend ceiling refuses a launch that would pass it, and nothing is launched."""
-    from spheron_standin import KEY, StandIn
+    from spheron_standin import KEY, StandIn, run_argv
 
-    standin = StandIn("fleet-worker-1", str(PROJECT / ".cache" / "apt-archives"))
+    standin = StandIn(functools.partial(run_argv, "fleet-worker-1"), str(PROJECT / ".cache" / "apt-archives"))
     url = standin.serve()
     (tmp_path / "spheron.yml").write_text(json.dumps({
         "plugin": "ai_infra.langgraph_stack.spheron",
