@@ -41,6 +41,7 @@ import argparse
 import json
 import os
 import pathlib
+import shlex
 import shutil
 import subprocess
 import sys
@@ -187,12 +188,8 @@ def call(tokens, detach_to=None):
     """A call to the spot pool's address through the agent server's model router."""
     argv = ["python3", "-c", CALL, POOL_URL, VLLM_KEY, str(tokens)]
     if detach_to:
-        return docker("exec", "--detach", SERVER, "sh", "-c", " ".join(map(quote, argv)) + f" > {detach_to}")
+        return docker("exec", "--detach", SERVER, "sh", "-c", shlex.join(argv) + f" > {detach_to}")
     return json.loads(docker("exec", SERVER, *argv))
-
-
-def quote(arg):
-    return "'" + arg.replace("'", "'\\''") + "'"
 
 
 def round_trip(bench, label):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import subprocess
+import time
 
 from conftest import connect_from, restart_container
 
@@ -110,6 +112,59 @@ def test_role_refuses_a_broken_rule_and_keeps_the_old_one(host):
     assert "failed to validate" in " ".join((run.stdout + run.stderr).split())
     assert host.file("/etc/nftables.conf").content_string == conf_before
     assert host.check_output("nft list table inet ai_infra_base") == loaded_before
+
+
+HELD = """
+import os, socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+open(sys.argv[3] + ".open", "w").close()
+deadline = time.time() + 120
+while not os.path.exists(sys.argv[3] + ".go") and time.time() < deadline:
+    time.sleep(0.2)
+s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+print(s.recv(64).split(b"\\r\\n")[0].decode())
+"""
+
+
+def refuse_new(name):
+    return subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--limit", name,
+         str(pathlib.Path(__file__).with_name("refuse_new.yml"))],
+        capture_output=True, text=True, check=False,
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"},
+    )
+
+
+def test_refuse_new_resets_new_connections_and_leaves_open_ones(host, prober):
+    """base's firewall_refuse_new on port 8081 (open to other hosts): a connection the
+    prober opened before goes on serving, a new one is refused at once (a reset, not a
+    timeout), loopback still connects; a second run changes nothing, and the next load of
+    the firewall drops the rule."""
+    start_listeners(host)
+    name = address = host.backend.get_hostname()  # the prober reaches it by name
+    flag = f"/tmp/held-{name}"
+    prober.run(f"rm -f {flag}.open {flag}.go {flag}.out")
+    prober.run("nohup python3 -c %s %s 8081 %s > %s.out 2>&1 &", HELD, address, flag, flag)
+    deadline = time.time() + 30
+    while not prober.file(f"{flag}.open").exists:
+        assert time.time() < deadline, prober.file(f"{flag}.out").content_string
+        time.sleep(0.2)
+    try:
+        run = refuse_new(name)
+        assert run.returncode == 0 and re.search(r"changed=1 ", run.stdout), run.stdout[-3000:]
+        assert connect_from(prober, address, 8081) == "refused"
+        assert host.run("python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", 8081), 2)'").rc == 0
+        prober.run(f"touch {flag}.go")
+        deadline = time.time() + 30
+        while not prober.file(f"{flag}.out").content_string.strip():
+            assert time.time() < deadline
+            time.sleep(0.2)
+        assert prober.file(f"{flag}.out").content_string.strip() == "HTTP/1.0 200 OK"
+        run = refuse_new(name)
+        assert run.returncode == 0 and re.search(r"changed=0 ", run.stdout), run.stdout[-3000:]
+    finally:
+        host.run_expect([0], "systemctl reload nftables")
+    assert connect_from(prober, address, 8081) == "open"
 
 
 def test_rules_survive_reboot(host, prober):

@@ -6,11 +6,11 @@ Spheron is not reachable here. This HTTP server answers the requests the collect
 plugins/module_utils/spheron_api.py reads, see tests/unit/.../fixtures/spheron/SOURCES.md),
 and each deployment is a container started by a `docker run` the caller gives (a fresh
 Debian 12 machine booting systemd: run_argv copies a template host's flags and volumes;
-bench/eviction_to_serving.py builds its own, with the machine image it measures): POST starts one, DELETE
-removes it, and `reclaim` removes one the way Spheron takes a spot machine back (its
-deployment then says EVICTED). Once a machine has booted, a listener on port 22 stands in
-for its sshd (the spheron_instance module waits for it); Ansible reaches it through
-Docker.
+bench/eviction_to_serving.py builds its own, with the machine image it measures): POST
+starts one, DELETE removes it, and `reclaim` removes one the way Spheron takes a spot
+machine back (its deployment then says EVICTED). Once a machine has booted, a listener on
+port 22 stands in for its sshd (the spheron_instance module waits for it); Ansible reaches
+it through Docker.
 """
 
 from __future__ import annotations

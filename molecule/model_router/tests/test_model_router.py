@@ -302,7 +302,7 @@ def test_the_drain_lets_the_call_in_flight_finish_then_stops_vllm(host, worker):
     before removing a worker), with a 600-token call in flight on the worker: it waits for
     the call, which ends whole, then stops vLLM. (The firewall part, refusing new
     connections, needs the base role's firewall, which this scenario does not install:
-    molecule/fleet's eviction drill and bench/eviction_to_serving.py run it.)"""
+    molecule/base tests it, and bench/eviction_to_serving.py runs it with the fleet's settings.)"""
     url = f"http://{network_address(worker)}:8000"
     host.run_expect([0], "rm -f /root/long-call.json")
     host.run_expect([0], "python3 -c %s", f"open('/root/long_call.py', 'w').write({LONG_CALL!r})")

@@ -198,7 +198,7 @@ def test_a_window_shares_each_worker_bill_by_gpu_time_over_pages(phoenix):
               model_call_span(4, "run-b", None, "spot", None, 11, 0.01)]
     phoenix.pages = {None: {"data": first, "next_cursor": "U3Bhbjoy"}, "U3Bhbjoy": {"data": second, "next_cursor": None}}
     result = run_module(phoenix_run_costs.main, args(phoenix, window_start="2026-12-04T10:00:00Z"))
-    original = phoenix.paths
+    paths = phoenix.paths
     window = result["window"]
     assert window["start"] == "2026-12-04T10:00:00+00:00" and window["end"] == "2026-12-04T11:00:00+00:00"
     runs = {run["run_id"]: run for run in window["runs"]}
@@ -211,11 +211,11 @@ def test_a_window_shares_each_worker_bill_by_gpu_time_over_pages(phoenix):
     assert window["seed_guide_usd"] == pytest.approx(0.8 / 3600 * 40 + 2.01 / 3600 * 4)
     assert window["calls_without_worker"] == 1 and window["workers"]["gpu-spot-1"]["calls"] == 2
     assert any("seed guide" in line for line in result["table"])
-    first_query = urllib.parse.parse_qs(urllib.parse.urlsplit(original[0]).query)
+    first_query = urllib.parse.parse_qs(urllib.parse.urlsplit(paths[0]).query)
     assert first_query["name"] == ["model call"] and first_query["end_time"] == ["2026-12-04T11:00:00+00:00"]
     # Calls that began up to 15 min before the window may still run in it.
     assert first_query["start_time"] == ["2026-12-04T09:45:00+00:00"]
-    assert urllib.parse.parse_qs(urllib.parse.urlsplit(original[1]).query)["cursor"] == ["U3Bhbjoy"]
+    assert urllib.parse.parse_qs(urllib.parse.urlsplit(paths[1]).query)["cursor"] == ["U3Bhbjoy"]
 
 
 def test_last_hour_is_the_last_whole_hour():
